@@ -1,0 +1,246 @@
+"""The method interface: a folder with ``method.toml`` and code, loaded by path.
+
+``method.toml`` fields::
+
+    name = "coxph"                      # short name shown on the leaderboard
+    description = "Penalised Cox ..."   # one line
+    entry = "method.py:CoxPH"           # file inside the folder : class name
+    modalities = ["clinical"]           # modality kinds the method needs
+    paper = "Cox (1972) ..."            # paper or URL
+    [params]                            # defaults, overridable by --param k=v
+    alpha = 0.1
+
+``modalities`` lists modality *kinds* (``clinical``, ``rna``, ``cnv``,
+``mut``, ``wsi``); the runner gives the method every task modality of those
+kinds and fails before training when a kind is absent. ``"*"`` means every
+tabular modality of the task.
+
+The class is built as ``Class(**params)`` and must provide::
+
+    fit(train: Cohort, val: Cohort, ctx: Context) -> None
+    predict(data: Cohort, ctx: Context) -> Prediction   # data holds no labels
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import sys
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmark.errors import MethodError
+
+TABULAR_KINDS = ("clinical", "rna", "cnv", "mut")
+
+
+@dataclass(frozen=True)
+class Context:
+    """What the runner hands to ``fit`` and ``predict`` besides the data.
+
+    Attributes
+    ----------
+    seed : int
+        Seed for every random number generator the method uses.
+    device : str
+        ``cpu`` or ``cuda`` (``auto`` is resolved by the runner).
+    time_grid : ndarray of float64, shape (T,)
+        Times (task unit) at which ``Prediction.survival`` is evaluated.
+    horizons : ndarray of float64, shape (H,)
+        Evaluation horizons in the task unit.
+    scratch_dir : Path
+        Private directory for checkpoints and temporary files.
+    task : str
+        Task name, for logging only.
+    progress : callable or None
+        ``progress(epoch, n_epochs)`` callback for progress bars.
+    """
+
+    seed: int
+    device: str
+    time_grid: np.ndarray
+    horizons: np.ndarray
+    scratch_dir: Path
+    task: str = ""
+    progress: Any = None
+
+
+@dataclass
+class Prediction:
+    """Output of ``predict``.
+
+    Attributes
+    ----------
+    risk : ndarray of float64, shape (n,)
+        Higher = shorter expected survival.
+    survival : ndarray of float64, shape (n, T), or None
+        S(t) at ``Context.time_grid``; ``None`` when the method gives no curves
+        (curve-based metrics are then reported as n/a).
+    """
+
+    risk: np.ndarray
+    survival: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A parsed ``method.toml``; ``path`` is the method folder."""
+
+    name: str
+    description: str
+    entry: str
+    modalities: tuple[str, ...]
+    paper: str
+    params: dict[str, Any]
+    path: Path
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def code_hash(self) -> str:
+        """sha256 over every file in the folder (sorted by relative path), hex."""
+        digest = hashlib.sha256()
+        for file in sorted(p for p in self.path.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
+            digest.update(str(file.relative_to(self.path)).encode())
+            digest.update(file.read_bytes())
+        return digest.hexdigest()
+
+
+def load_spec(path: str | Path) -> MethodSpec:
+    """Read ``<path>/method.toml``.
+
+    Raises
+    ------
+    MethodError
+        When the folder or manifest is missing, unparsable, or lacks a field.
+    """
+    folder = Path(path)
+    manifest = folder / "method.toml"
+    if not folder.is_dir():
+        raise MethodError(f"method folder '{folder}' does not exist")
+    if not manifest.is_file():
+        raise MethodError(f"'{manifest}' is missing: a method folder needs a method.toml")
+    try:
+        raw = tomllib.loads(manifest.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise MethodError(f"{manifest}: invalid TOML ({exc})") from None
+    for key in ("name", "entry", "modalities"):
+        if key not in raw:
+            raise MethodError(f"{manifest}: field '{key}' is missing")
+    if ":" not in raw["entry"]:
+        raise MethodError(f"{manifest}: field 'entry' must be 'file.py:Class', got '{raw['entry']}'")
+    modalities = raw["modalities"]
+    if not isinstance(modalities, list) or not modalities:
+        raise MethodError(f"{manifest}: field 'modalities' must be a non-empty list of kinds")
+    known = set(TABULAR_KINDS) | {"wsi", "*"}
+    for kind in modalities:
+        if kind not in known:
+            raise MethodError(f"{manifest}: unknown modality kind '{kind}' (known: {', '.join(sorted(known))})")
+    rest = {k: v for k, v in raw.items() if k not in ("name", "description", "entry", "modalities", "paper", "params")}
+    return MethodSpec(
+        name=str(raw["name"]),
+        description=str(raw.get("description", "")),
+        entry=raw["entry"],
+        modalities=tuple(modalities),
+        paper=str(raw.get("paper", "")),
+        params=dict(raw.get("params", {})),
+        path=folder.resolve(),
+        extra=rest,
+    )
+
+
+def load_class(spec: MethodSpec) -> type:
+    """Import the entry class of a method folder by file path.
+
+    Raises
+    ------
+    MethodError
+        When the file is missing, fails to import, or lacks the class or its
+        ``fit``/``predict`` methods.
+    """
+    file_name, class_name = spec.entry.split(":", 1)
+    file = spec.path / file_name
+    if not file.is_file():
+        raise MethodError(f"{spec.path / 'method.toml'}: entry file '{file}' does not exist")
+    module_name = f"mmbench_method_{hashlib.sha1(str(file).encode()).hexdigest()[:12]}"
+    module_spec = importlib.util.spec_from_file_location(module_name, file)
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[module_name] = module
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as exc:  # the method's own import error, reported as one line
+        sys.modules.pop(module_name, None)
+        raise MethodError(f"{file}: import failed: {type(exc).__name__}: {exc}") from exc
+    cls = getattr(module, class_name, None)
+    if cls is None:
+        raise MethodError(f"{file}: class '{class_name}' not found")
+    for attr in ("fit", "predict"):
+        if not callable(getattr(cls, attr, None)):
+            raise MethodError(f"{file}: class '{class_name}' has no '{attr}' method")
+    return cls
+
+
+def resolve_modalities(spec: MethodSpec, kinds: dict[str, str], override: list[str] | None = None) -> list[str]:
+    """Task modality names a method receives.
+
+    Parameters
+    ----------
+    spec : MethodSpec
+    kinds : dict of str to str
+        The task's modality name -> kind.
+    override : list of str, optional
+        Modality names or kinds chosen by the user (``--param modalities=rna,clinical``).
+
+    Raises
+    ------
+    MethodError
+        When a needed kind (or an override name) is absent from the task; the
+        message lists what the task has. For ``wsi`` it says how to prepare
+        patch features.
+    """
+    have = ", ".join(f"{m} ({k})" for m, k in kinds.items())
+    wanted = list(override) if override else list(spec.modalities)
+    chosen: list[str] = []
+    for item in wanted:
+        if item == "*":
+            names = [m for m, k in kinds.items() if k in TABULAR_KINDS]
+        elif item in kinds:
+            names = [item]
+        else:
+            names = [m for m, k in kinds.items() if k == item]
+        if not names:
+            hint = ""
+            if item == "wsi":
+                hint = (" Prepare patch features with `mmbench slides prepare` into"
+                        " <data-root>/features/<encoder>/<slide_id>.h5.")
+            raise MethodError(f"method '{spec.name}' needs modality '{item}', which the task lacks (task has: {have}).{hint}")
+        chosen.extend(n for n in names if n not in chosen)
+    return chosen
+
+
+def check_prediction(prediction: Any, n: int, n_grid: int, method: str) -> Prediction:
+    """Validate what ``predict`` returned.
+
+    Raises
+    ------
+    MethodError
+        Not a Prediction, wrong shape, NaN/inf risk, or survival outside [0, 1].
+    """
+    if not isinstance(prediction, Prediction):
+        raise MethodError(f"method '{method}': predict returned {type(prediction).__name__}, expected Prediction")
+    risk = np.asarray(prediction.risk, dtype=np.float64)
+    if risk.shape != (n,):
+        raise MethodError(f"method '{method}': risk has shape {risk.shape}, expected ({n},)")
+    if not np.isfinite(risk).all():
+        raise MethodError(f"method '{method}': risk holds {int((~np.isfinite(risk)).sum())} NaN/inf values")
+    survival = prediction.survival
+    if survival is not None:
+        survival = np.asarray(survival, dtype=np.float64)
+        if survival.shape != (n, n_grid):
+            raise MethodError(f"method '{method}': survival has shape {survival.shape}, expected ({n}, {n_grid})")
+        if not np.isfinite(survival).all() or survival.min() < -1e-6 or survival.max() > 1 + 1e-6:
+            raise MethodError(f"method '{method}': survival must be finite and within [0, 1]")
+        survival = np.clip(survival, 0.0, 1.0)
+    return Prediction(risk=risk, survival=survival)
