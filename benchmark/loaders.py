@@ -1,0 +1,197 @@
+"""Cohort loaders: turn a task's data source into a :class:`~benchmark.cohort.Cohort`.
+
+Sources
+-------
+``tcga``
+    ``<data-root>/omics/tcga_<cohort>_all_clean.csv.zip`` (one row per slide,
+    MCAT/PORPOISE/SurvPath curation). Rows are reduced to one per patient
+    (``case_id``); a patient whose slides disagree on a label or a feature is
+    an error. ``censorship`` (1 = censored) is converted to ``event`` once,
+    here. DSS and PFI endpoints come from ``<data-root>/survpath/metadata/
+    tcga_<cohort>.csv``; patients without that endpoint are left out.
+``survset``
+    SurvSet (Drysdale 2022) datasets shipped inside the ``SurvSet`` wheel.
+``sksurv``
+    scikit-survival's bundled datasets (e.g. ``load_breast_cancer``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from benchmark.cohort import Cohort, validate_labels
+from benchmark.errors import DataError
+from benchmark.task import TaskSpec
+
+TCGA_ENDPOINT_COLUMNS = {
+    "OS": ("survival_months", "censorship"),
+    "DSS": ("survival_months_dss", "censorship_dss"),
+    "PFI": ("survival_months_pfi", "censorship_pfi"),
+}
+
+
+def resolve_data_root(data_root: str | Path | None) -> Path | None:
+    """The data root: the argument, else ``$MMBENCH_DATA``, else None."""
+    value = data_root or os.environ.get("MMBENCH_DATA")
+    return Path(value).expanduser() if value else None
+
+
+def require_data_root(task: TaskSpec, data_root: Path | None, relative: str) -> Path:
+    """Return ``data_root / relative`` or raise DataError saying what to put where."""
+    hint = (f"task '{task.name}' reads TCGA data from a data root laid out like ../shared/data/tcga "
+            f"(omics/, splits/, survpath/, mcat/): pass --data-root DIR or set MMBENCH_DATA")
+    if data_root is None:
+        raise DataError(f"{hint}; no data root given")
+    path = data_root / relative
+    if not path.exists():
+        raise DataError(f"{path} not found: {hint}; expected {relative} under the data root")
+    return path
+
+
+def load_cohort(task: TaskSpec, data_root: str | Path | None = None) -> Cohort:
+    """Load a task's cohort, one row per patient.
+
+    Parameters
+    ----------
+    task : TaskSpec
+    data_root : path, optional
+        Needed by ``tcga`` tasks (else ``$MMBENCH_DATA``).
+
+    Returns
+    -------
+    Cohort
+        Tabular modalities as float64 DataFrames indexed by patient_id; for
+        TCGA, ``groups`` holds ``site`` and ``slide_ids`` ('|'-joined).
+
+    Raises
+    ------
+    DataError
+        Missing data root or file, missing columns, duplicate patients,
+        negative/NaN times, event not 0/1; the message names the file, field
+        or patient.
+    """
+    root = resolve_data_root(data_root)
+    if task.source == "tcga":
+        table, source = _read_tcga(task, root)
+    elif task.source == "survset":
+        table, source = _read_survset(task)
+    else:
+        table, source = _read_sksurv(task)
+    time, event = validate_labels(source, table["patient_id"].to_numpy(), table["time"], table["event"])
+    patient_id = table["patient_id"].astype(str).to_numpy()
+    modalities, kinds = {}, {}
+    for spec in task.modalities.values():
+        if spec.kind == "wsi":
+            continue  # patch-feature bags are attached by the slide pipeline
+        modalities[spec.name] = _modality_frame(table, spec, source, patient_id)
+        kinds[spec.name] = spec.kind
+    groups = {k: table[k].astype(str).to_numpy() for k in ("site", "slide_ids") if k in table}
+    return Cohort(name=task.name, patient_id=patient_id, modalities=modalities, kinds=kinds,
+                  time=time, event=event, groups=groups)
+
+
+def _modality_frame(table: pd.DataFrame, spec, source: str, patient_id: np.ndarray) -> pd.DataFrame:
+    columns = list(spec.columns)
+    missing = [c for c in columns if c not in table.columns]
+    if missing:
+        raise DataError(f"{source}: modality '{spec.name}' column '{missing[0]}' is missing")
+    if spec.pattern:
+        rx = re.compile(spec.pattern)
+        columns += [c for c in table.columns if rx.search(c) and c not in columns]
+    if not columns:
+        raise DataError(f"{source}: modality '{spec.name}' matches no column (pattern {spec.pattern!r})")
+    parts = []
+    for col in columns:
+        if col in spec.categorical:
+            parts.append(one_hot(table[col], col))
+        else:
+            values = pd.to_numeric(table[col], errors="coerce")
+            bad = values.isna() & table[col].notna()
+            if bad.any():
+                raise DataError(f"{source}: field '{col}' is not numeric for patient '{table['patient_id'].iloc[int(np.argmax(bad.to_numpy()))]}'")
+            parts.append(values.astype(np.float64).rename(col))
+    frame = pd.concat(parts, axis=1)
+    frame.index = pd.Index(patient_id, name="patient_id")
+    return frame
+
+
+def one_hot(values: pd.Series, prefix: str) -> pd.DataFrame:
+    """One-hot encode a categorical column; rows with a missing value stay NaN in every dummy.
+
+    Returns a float64 DataFrame with one column ``<prefix>=<category>`` per
+    category seen in the data (sorted).
+    """
+    cats = sorted(values.dropna().astype(str).unique())
+    as_str = values.astype("string")
+    frame = pd.DataFrame({f"{prefix}={c}": (as_str == c).astype("float64") for c in cats}, index=values.index)
+    frame.loc[values.isna().to_numpy()] = np.nan
+    return frame
+
+
+def _read_tcga(task: TaskSpec, root: Path | None) -> tuple[pd.DataFrame, str]:
+    omics = require_data_root(task, root, f"omics/tcga_{task.dataset}_all_clean.csv.zip")
+    try:
+        slides = pd.read_csv(omics, low_memory=False)
+    except Exception as exc:  # unreadable zip or CSV
+        raise DataError(f"{omics}: cannot read ({type(exc).__name__}: {exc})") from None
+    for col in ("case_id", "slide_id", "site", "survival_months", "censorship"):
+        if col not in slides.columns:
+            raise DataError(f"{omics}: field '{col}' is missing")
+    slides = slides.drop(columns=[c for c in slides.columns if c.startswith("Unnamed")])
+    if task.endpoint != "OS":
+        if task.endpoint not in TCGA_ENDPOINT_COLUMNS:
+            raise DataError(f"{task.path}: endpoint '{task.endpoint}' is not one of OS, DSS, PFI")
+        meta_path = require_data_root(task, root, f"survpath/metadata/tcga_{task.dataset}.csv")
+        t_col, c_col = TCGA_ENDPOINT_COLUMNS[task.endpoint]
+        meta = pd.read_csv(meta_path, usecols=["case_id", t_col, c_col]).dropna()
+        meta = meta.drop_duplicates("case_id")
+        slides = slides.drop(columns=["survival_months", "censorship"]).merge(
+            meta.rename(columns={t_col: "survival_months", c_col: "censorship"}), on="case_id", how="inner")
+    slide_ids = slides.groupby("case_id", sort=False)["slide_id"].agg(lambda s: "|".join(sorted(s)))
+    features = slides.drop(columns=["slide_id", "train"], errors="ignore")
+    width = features.groupby("case_id", sort=False).nunique(dropna=False).max()
+    conflicting = width[width > 1]
+    if len(conflicting):
+        col = conflicting.index[0]
+        counts = features.groupby("case_id", sort=False)[col].nunique(dropna=False)
+        raise DataError(f"{omics}: patient '{counts.idxmax()}' has slides that disagree on field '{col}'")
+    patients = features.drop_duplicates("case_id").reset_index(drop=True)
+    censorship = pd.to_numeric(patients["censorship"], errors="coerce")
+    labels = pd.DataFrame({"patient_id": patients["case_id"], "time": patients["survival_months"],
+                           "event": 1 - censorship, "slide_ids": patients["case_id"].map(slide_ids)})
+    return pd.concat([patients, labels], axis=1), str(omics)
+
+
+def _read_survset(task: TaskSpec) -> tuple[pd.DataFrame, str]:
+    from SurvSet.data import SurvLoader
+
+    try:
+        frame = SurvLoader().load_dataset(task.dataset)["df"]
+    except Exception as exc:
+        raise DataError(f"SurvSet dataset '{task.dataset}' could not be loaded ({exc})") from None
+    frame = frame.rename(columns={"pid": "patient_id"})
+    frame["patient_id"] = frame["patient_id"].astype(str)
+    return frame, f"SurvSet:{task.dataset}"
+
+
+def _read_sksurv(task: TaskSpec) -> tuple[pd.DataFrame, str]:
+    import sksurv.datasets
+
+    loader = getattr(sksurv.datasets, task.dataset, None)
+    if loader is None:
+        raise DataError(f"scikit-survival has no dataset loader '{task.dataset}'")
+    x, y = loader()
+    event_field, time_field = y.dtype.names
+    frame = x.reset_index(drop=True).copy()
+    for col in frame.columns:
+        if isinstance(frame[col].dtype, pd.CategoricalDtype):
+            frame[col] = frame[col].astype(object)
+    frame.insert(0, "patient_id", [f"{task.dataset.removeprefix('load_')}-{i:04d}" for i in range(len(frame))])
+    frame["time"] = y[time_field].astype(np.float64)
+    frame["event"] = y[event_field].astype(np.int8)
+    return frame, f"sksurv:{task.dataset}"
