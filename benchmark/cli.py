@@ -1,0 +1,248 @@
+"""The ``mmbench`` command line.
+
+    mmbench run --task T --method PATH [--splits own|site|mcat|survpath] [--folds 0,1] [--seed N]
+                [--device auto|cpu|cuda] [--out runs/] [--data-root DIR] [--param key=value ...]
+    mmbench tasks [list] | tasks show NAME | tasks verify [NAME ...] | tasks make-splits NAME ...
+    mmbench leaderboard [--runs runs/] [--out leaderboard/]
+
+Every error caused by input (task, method, data, split) is printed as one
+line ``mmbench: error: ...`` with exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tomllib
+import warnings
+from pathlib import Path
+from typing import Any
+
+from benchmark.errors import MMBenchError
+
+
+def parse_param(text: str) -> tuple[str, Any]:
+    """``key=value`` -> (key, value) with value parsed as a TOML literal when possible, else a string."""
+    if "=" not in text:
+        raise MMBenchError(f"--param expects key=value, got '{text}'")
+    key, value = text.split("=", 1)
+    try:
+        parsed = tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value
+    return key.strip(), parsed
+
+
+def parse_folds(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(f) for f in text.split(",") if f.strip()]
+    except ValueError:
+        raise MMBenchError(f"--folds expects comma-separated integers, got '{text}'") from None
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from tabulate import tabulate
+
+    from benchmark.runner import RunConfig, run
+
+    config = RunConfig(task=args.task, method=args.method, split_set=args.splits, folds=parse_folds(args.folds),
+                       seed=args.seed, device=args.device, out=Path(args.out), data_root=args.data_root,
+                       params=dict(parse_param(p) for p in args.param))
+    console = Console(stderr=True)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=True, disable=args.quiet or not console.is_terminal) as bars:
+        fold_bar = bars.add_task("folds", total=None)
+        epoch_bar = bars.add_task("epochs", total=None, visible=False)
+
+        def progress(kind: str, done: int, total: int) -> None:
+            if kind == "fold":
+                bars.update(fold_bar, completed=done, total=total)
+                bars.update(epoch_bar, visible=False)
+            else:
+                bars.update(epoch_bar, completed=done, total=total, visible=True)
+
+        def on_fold(fold: int, m: dict) -> None:
+            if not args.quiet:
+                c = m.get("harrell_c")
+                console.print(f"fold {fold}: Harrell C = {'n/a' if c is None else f'{c:.3f}'}")
+
+        result = run(config, on_fold=on_fold, progress=progress)
+    rows = []
+    for fold, m in sorted(result.fold_metrics.items()):
+        rows.append([fold, m.get("n"), m.get("n_events"), m.get("harrell_c"), m.get("uno_c"), m.get("td_auc_mean"),
+                     m.get("ibs"), m.get("antolini_c"), "skipped (done)" if fold in result.skipped else ""])
+    from benchmark.metrics import mean_sd
+
+    summary = ["mean ± sd", "", ""]
+    for col in range(3, 8):
+        values = [r[col] for r in rows]
+        mean, sd = mean_sd(values) if any(v is not None for v in values) else (None, None)
+        summary.append("n/a" if mean is None else f"{mean:.3f} ± {sd:.3f}")
+    rows = [r[:3] + ["n/a" if v is None else f"{v:.3f}" for v in r[3:8]] + r[8:] for r in rows]
+    rows.append(summary + [""])
+    print(tabulate(rows, headers=["fold", "n", "events", "Harrell C", "Uno C", "td-AUC", "IBS", "Antolini C", ""]))
+    print(f"results: {result.run_dir}")
+    return 0
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from benchmark.loaders import load_cohort
+    from benchmark.task import find_tasks, load_task
+
+    action = args.action or "list"
+    if action == "list":
+        rows = []
+        for name in find_tasks():
+            task = load_task(name)
+            try:
+                cohort = load_cohort(task, args.data_root)
+                n, events = cohort.n, int(cohort.event.sum())
+            except MMBenchError:
+                n, events = "needs --data-root", ""
+            mods = ", ".join(f"{m}({k})" if m != k else m for m, k in task.kinds.items())
+            rows.append([name, task.endpoint, task.time_unit, n, events, mods, ", ".join(task.splits)])
+        print(tabulate(rows, headers=["task", "endpoint", "unit", "patients", "events", "modalities", "split sets"]))
+        return 0
+    if not args.names and action != "verify":
+        raise MMBenchError(f"`mmbench tasks {action}` needs a task name")
+    if action == "show":
+        for name in args.names:
+            print(show_task(load_task(name), args.data_root))
+        return 0
+    if action == "verify":
+        return verify_tasks(args.names or find_tasks(), args.data_root)
+    if action == "make-splits":
+        from benchmark.splits import write_own_split_sets
+        from benchmark.task import pin_split_hash
+
+        for name in args.names:
+            task = load_task(name)
+            for split, digest in write_own_split_sets(task, load_cohort(task, args.data_root)).items():
+                pin_split_hash(task.path, split, digest)
+                print(f"{name}: split set '{split}' written, sha256 {digest}")
+        return 0
+    raise MMBenchError(f"unknown tasks action '{action}' (list, show, verify, make-splits)")
+
+
+def show_task(task, data_root) -> str:
+    """Human-readable description of one task, with cohort counts when the data is reachable."""
+    from benchmark.loaders import load_cohort
+
+    lines = [f"{task.name}: {task.description}",
+             f"  source: {task.source}:{task.dataset}   endpoint: {task.endpoint}   time unit: {task.time_unit}",
+             f"  licence: {task.licence}", f"  citation: {task.citation}",
+             f"  horizons: {', '.join(f'{h:g}' for h in task.horizons)}   time grid: {task.time_grid[0]:g}..{task.time_grid[-1]:g} ({len(task.time_grid)} points)",
+             f"  metrics: {', '.join(task.metrics)}"]
+    try:
+        cohort = load_cohort(task, data_root)
+        lines.append(f"  patients: {cohort.n}   events: {int(cohort.event.sum())} ({cohort.event.mean():.0%})   "
+                     f"median follow-up: {float(_median(cohort.time)):g} {task.time_unit}")
+        widths = {m: f.shape[1] for m, f in cohort.modalities.items()}
+    except MMBenchError as exc:
+        lines.append(f"  cohort not loaded: {exc}")
+        widths = {}
+    lines.append("  modalities:")
+    for m in task.modalities.values():
+        width = f"{widths[m.name]} features" if m.name in widths else "bags" if m.kind == "wsi" else "?"
+        lines.append(f"    {m.name} ({m.kind}, {width}): {m.description}")
+    lines.append("  split sets:")
+    for s in task.splits.values():
+        flag = "  [val = test fold]" if s.val_is_test else ""
+        lines.append(f"    {s.name}: {s.file or s.path}  sha256 {s.sha256[:12]}…{flag}  {s.description}")
+        if s.min_events_note:
+            lines.append(f"      note: {s.min_events_note}")
+    return "\n".join(lines)
+
+
+def _median(values):
+    import numpy as np
+
+    return np.median(values)
+
+
+def verify_tasks(names: list[str], data_root) -> int:
+    """Recompute split hashes and check split rules for each task; exit 1 if any problem."""
+    from benchmark.loaders import load_cohort
+    from benchmark.splits import load_split_set, verify_split_set
+    from benchmark.task import load_task
+
+    failed = 0
+    for name in names:
+        task = load_task(name)
+        try:
+            cohort = load_cohort(task, data_root)
+        except MMBenchError as exc:
+            print(f"{name}: skipped ({exc})")
+            continue
+        for split_name, spec in task.splits.items():
+            try:
+                split = load_split_set(task, split_name, data_root)
+                problems = verify_split_set(split, cohort.patient_id, cohort.event, note=spec.min_events_note)
+            except MMBenchError as exc:
+                problems = [str(exc)]
+            status = "ok" if not problems else "FAILED: " + "; ".join(problems)
+            failed += bool(problems)
+            print(f"{name} [{split_name}]: {status}")
+    return 1 if failed else 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from benchmark.leaderboard import build_leaderboard
+
+    result = build_leaderboard(Path(args.runs), Path(args.out))
+    print(f"leaderboard written to {Path(args.out)} ({getattr(result, 'n_rows', '?')} rows)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mmbench", description="Multimodal survival prediction benchmark")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="run a method on a task (every fold, one seed)")
+    p.add_argument("--task", required=True)
+    p.add_argument("--method", required=True, help="method folder, e.g. baselines/coxph or submissions/my-method")
+    p.add_argument("--splits", default="own", help="split set: own (default), site, mcat, survpath")
+    p.add_argument("--folds", help="comma-separated folds (default: all)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto|cpu|cuda")
+    p.add_argument("--out", default="runs", help="results store (default runs/)")
+    p.add_argument("--data-root", help="TCGA data root (default $MMBENCH_DATA)")
+    p.add_argument("--param", action="append", default=[], help="override a method param: key=value (repeatable)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("tasks", help="list, show or verify tasks")
+    p.add_argument("action", nargs="?", choices=["list", "show", "verify", "make-splits"])
+    p.add_argument("names", nargs="*")
+    p.add_argument("--data-root", help="TCGA data root (default $MMBENCH_DATA)")
+    p.set_defaults(func=cmd_tasks)
+
+    p = sub.add_parser("leaderboard", help="gather runs into leaderboard/")
+    p.add_argument("--runs", default="runs")
+    p.add_argument("--out", default="leaderboard")
+    p.set_defaults(func=cmd_leaderboard)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``mmbench`` console script; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    try:
+        return args.func(args)
+    except MMBenchError as exc:
+        print(f"mmbench: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mmbench: interrupted; finished folds are kept, rerun the same command to continue", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

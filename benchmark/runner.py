@@ -1,0 +1,314 @@
+"""The runner: one method on one task, every fold, one seed.
+
+Layout written (see README "Results store")::
+
+    <out>/<task>/<method>/<run_id>/run.json
+    <out>/<task>/<method>/<run_id>/fold_<k>/predictions.parquet
+    <out>/<task>/<method>/<run_id>/fold_<k>/metrics.json
+    <out>/<task>/<method>/<run_id>/fold_<k>/profile.json
+
+A fold folder is assembled under a temporary name and renamed into place
+only when all three files are written, so a fold is either complete or
+absent; rerunning the same command skips complete folds. The method sees
+train/val views with labels and a test view without; the runner alone
+computes metrics from the test labels.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+from benchmark import metrics as survival_metrics
+from benchmark.cohort import Cohort
+from benchmark.errors import DataError, MethodError
+from benchmark.loaders import load_cohort, resolve_data_root
+from benchmark.method import Context, MethodSpec, check_prediction, load_class, load_spec, resolve_modalities
+from benchmark.profiling import (PeakMemory, Stopwatch, count_parameters, git_sha, host_info, package_versions,
+                                 thread_count)
+from benchmark.splits import SplitSet, load_split_set, patients_in_several_roles
+from benchmark.store import atomic_write_json, atomic_write_parquet
+from benchmark.task import TaskSpec, load_task
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class RunConfig:
+    """What ``mmbench run`` asks for.
+
+    Attributes
+    ----------
+    task : str
+        Task name (``tasks/<task>.toml``).
+    method : str or Path
+        Method folder (``baselines/coxph``, ``submissions/my-method``).
+    split_set : str
+        ``own`` (default), ``site``, or a published family ``mcat``/``survpath``.
+    folds : list of int or None
+        Folds to run; None = all.
+    seed : int
+    device : str
+        ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+    out : Path
+        Root of the results store.
+    data_root : Path or None
+        TCGA data root (else ``$MMBENCH_DATA``).
+    params : dict
+        Overrides of the method's default params.
+    """
+
+    task: str
+    method: str | Path
+    split_set: str = "own"
+    folds: list[int] | None = None
+    seed: int = 0
+    device: str = "auto"
+    out: Path = Path("runs")
+    data_root: Path | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunResult:
+    """Where a run landed and its per-fold metrics (``fold_metrics[k]`` is metrics.json's content)."""
+
+    run_dir: Path
+    fold_metrics: dict[int, dict[str, Any]]
+    skipped: list[int]
+
+
+def resolve_device(device: str) -> str:
+    """Map ``auto`` to ``cuda`` when torch sees a GPU, else ``cpu``; check ``cuda`` is available.
+
+    Raises
+    ------
+    MethodError
+        ``cuda`` requested without a visible GPU, or an unknown device name.
+    """
+    if device not in ("auto", "cpu", "cuda"):
+        raise MethodError(f"--device must be auto, cpu or cuda, got '{device}'")
+    if device == "cpu":
+        return "cpu"
+    try:
+        import torch
+
+        available = torch.cuda.is_available()
+    except ImportError:
+        available = False
+    if device == "cuda" and not available:
+        raise MethodError("--device cuda was asked for but no CUDA device is visible to torch")
+    return "cuda" if available else "cpu"
+
+
+def run_id_for(split_set: str, seed: int, spec: MethodSpec, params: dict[str, Any]) -> str:
+    """Deterministic run id: split set, seed and a hash of the method's params and code."""
+    blob = json.dumps({"params": params, "code": spec.code_hash()}, sort_keys=True, default=str)
+    return f"{split_set}-seed{seed}-{hashlib.sha256(blob.encode()).hexdigest()[:10]}"
+
+
+def fold_views(cohort: Cohort, split: SplitSet, fold: int, modalities: list[str]) -> tuple[Cohort, Cohort, Cohort]:
+    """(train, val, test) views of one fold, restricted to the method's modalities; labels kept on all three.
+
+    Raises
+    ------
+    DataError
+        A patient with two roles in the fold, or a split patient missing from the cohort.
+    """
+    table = split.table[split.table["fold"] == fold]
+    if split.val_is_test:
+        table = table[table["role"] != "test"]
+    twice = patients_in_several_roles(table)
+    if twice:
+        raise DataError(f"split '{split.name}' fold {fold}: patient '{twice[0][1]}' has two roles")
+    views = []
+    for role in ("train", "val", "test"):
+        views.append(cohort.select(split.members(fold, role)).with_modalities(modalities))
+    return tuple(views)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (when importable) for reproducible folds."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    try:
+        import torch
+
+        torch.manual_seed(seed)
+    except ImportError:
+        pass
+
+
+def run(config: RunConfig, on_fold: Callable[[int, dict], None] | None = None,
+        progress: Any = None) -> RunResult:
+    """Run a method on a task, fold by fold, writing the results store.
+
+    Parameters
+    ----------
+    config : RunConfig
+    on_fold : callable, optional
+        ``on_fold(fold, metrics)`` after each fold finishes (for live tables).
+    progress : callable, optional
+        ``progress(kind, done, total)`` with kind ``fold`` or ``epoch``.
+
+    Returns
+    -------
+    RunResult
+
+    Raises
+    ------
+    TaskError, MethodError, DataError
+        Unknown task or method, split hash mismatch, absent modality, bad
+        labels, or a method that returns the wrong shape/NaN. Nothing partial
+        is left behind: a fold folder appears only when complete, and a run
+        folder with no complete fold is removed.
+    """
+    task = load_task(config.task)
+    spec = load_spec(config.method)
+    cls = load_class(spec)
+    params = {**spec.params, **config.params}
+    override = params.pop("modalities", None)
+    if isinstance(override, str):
+        override = [m for m in override.split(",") if m]
+    modalities = resolve_modalities(spec, task.kinds, override)
+    if any(task.kinds[m] == "wsi" for m in modalities):
+        raise MethodError(
+            f"method '{spec.name}' needs modality 'wsi' but no patch features are prepared for task '{task.name}': "
+            "run `mmbench slides prepare` into <data-root>/features/<encoder>/<slide_id>.h5 first")
+    data_root = resolve_data_root(config.data_root)
+    device = resolve_device(config.device)
+    cohort = load_cohort(task, data_root)
+    split = load_split_set(task, config.split_set, data_root)
+    folds = split.folds if config.folds is None else list(config.folds)
+    unknown = [f for f in folds if f not in split.folds]
+    if unknown:
+        raise DataError(f"split set '{split.name}' of task '{task.name}' has no fold {unknown[0]} (has {split.folds})")
+
+    run_id = run_id_for(split.name, config.seed, spec, params)
+    run_dir = Path(config.out) / task.name / spec.name / run_id
+    existed = run_dir.exists()
+    record = run_record(task, spec, split, params, modalities, config, device, run_id, folds, run_dir)
+    atomic_write_json(run_dir / "run.json", record)
+    results: dict[int, dict[str, Any]] = {}
+    skipped: list[int] = []
+    try:
+        for i, fold in enumerate(folds):
+            fold_dir = run_dir / f"fold_{fold}"
+            if (fold_dir / "metrics.json").is_file():
+                results[fold] = json.loads((fold_dir / "metrics.json").read_text())
+                skipped.append(fold)
+            else:
+                results[fold] = run_fold(task, spec, cls, params, cohort, split, fold, modalities, config.seed,
+                                         device, fold_dir, progress)
+            if on_fold:
+                on_fold(fold, results[fold])
+            if progress:
+                progress("fold", i + 1, len(folds))
+    except BaseException:
+        if not existed and not any(run_dir.glob("fold_*/metrics.json")):
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+    if all((run_dir / f"fold_{f}" / "metrics.json").is_file() for f in record["folds"]):
+        record["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        atomic_write_json(run_dir / "run.json", record)
+    return RunResult(run_dir=run_dir, fold_metrics=results, skipped=skipped)
+
+
+def run_record(task: TaskSpec, spec: MethodSpec, split: SplitSet, params: dict, modalities: list[str],
+               config: RunConfig, device: str, run_id: str, folds: list[int], run_dir: Path) -> dict[str, Any]:
+    """The provenance record written as run.json (kept across reruns, folds merged)."""
+    previous = {}
+    if (run_dir / "run.json").is_file():
+        try:
+            previous = json.loads((run_dir / "run.json").read_text())
+        except json.JSONDecodeError:
+            previous = {}
+    all_folds = sorted(set(previous.get("folds", [])) | set(folds))
+    kind = "baseline" if spec.path.is_relative_to(REPO / "baselines") else "submission"
+    return {
+        "run_id": run_id,
+        "task": task.name,
+        "task_file_sha256": hashlib.sha256(task.path.read_bytes()).hexdigest(),
+        "endpoint": task.endpoint,
+        "time_unit": task.time_unit,
+        "split_set": split.name,
+        "split_sha256": split.sha256,
+        "val_is_test": split.val_is_test,
+        "folds": all_folds,
+        "method": {"name": spec.name, "path": str(spec.path), "params": params, "code_hash": spec.code_hash(),
+                   "modalities": modalities, "paper": spec.paper, "description": spec.description},
+        "method_kind": kind,
+        "seed": config.seed,
+        "device": device,
+        "versions": package_versions(),
+        "git_sha": git_sha(REPO),
+        "host": host_info(device),
+        "started": previous.get("started", datetime.now(timezone.utc).isoformat(timespec="seconds")),
+        "finished": None,
+    }
+
+
+def run_fold(task: TaskSpec, spec: MethodSpec, cls: type, params: dict, cohort: Cohort, split: SplitSet,
+             fold: int, modalities: list[str], seed: int, device: str, fold_dir: Path, progress: Any) -> dict:
+    """Fit, predict and score one fold; write its folder atomically; return its metrics."""
+    train, val, test = fold_views(cohort, split, fold, modalities)
+    test_time, test_event = test.labels()
+    train_time, train_event = train.labels()
+    seed_everything(seed)
+    with tempfile.TemporaryDirectory(prefix=f".fold_{fold}.", dir=fold_dir.parent) as staging:
+        staging = Path(staging)
+        scratch = staging / "scratch"
+        scratch.mkdir()
+        epoch_progress = (lambda done, total: progress("epoch", done, total)) if progress else None
+        ctx = Context(seed=seed, device=device, time_grid=task.time_grid.copy(), horizons=task.horizons.copy(),
+                      scratch_dir=scratch, task=task.name, progress=epoch_progress)
+        try:
+            method = cls(**params)
+        except TypeError as exc:
+            raise MethodError(f"method '{spec.name}': cannot be built from its params ({exc})") from None
+        with PeakMemory(device) as fit_memory, Stopwatch() as fit_clock:
+            method.fit(train, val, ctx)
+        test_input = test.without_labels()
+        with PeakMemory(device) as predict_memory, Stopwatch() as predict_clock:
+            raw = method.predict(test_input, ctx)
+        prediction = check_prediction(raw, test.n, len(task.time_grid), spec.name)
+        metrics = survival_metrics.evaluate_fold(train_time, train_event, test_time, test_event, prediction.risk,
+                                                 prediction.survival, task.time_grid, task.horizons)
+        metrics = {"fold": fold, **metrics}
+        frame = pd.DataFrame({"patient_id": test.patient_id, "risk": prediction.risk,
+                              "time": test_time, "event": test_event.astype(np.int8)})
+        if prediction.survival is not None:
+            frame["survival"] = list(prediction.survival)
+        profile = {
+            "fit_s": fit_clock.seconds,
+            "predict_s": predict_clock.seconds,
+            "fit_samples_per_s": train.n / fit_clock.seconds if fit_clock.seconds > 0 else None,
+            "predict_samples_per_s": test.n / predict_clock.seconds if predict_clock.seconds > 0 else None,
+            "n_train": train.n, "n_val": val.n, "n_test": test.n,
+            "peak_rss_mb": max(fit_memory.peak_rss_mb, predict_memory.peak_rss_mb),
+            "peak_accel_mb": (None if fit_memory.peak_accel_mb is None
+                              else max(fit_memory.peak_accel_mb, predict_memory.peak_accel_mb or 0.0)),
+            "n_params": count_parameters(method),
+            "device": device,
+            "threads": thread_count(),
+        }
+        shutil.rmtree(scratch, ignore_errors=True)
+        atomic_write_parquet(staging / "predictions.parquet", frame)
+        atomic_write_json(staging / "profile.json", profile)
+        atomic_write_json(staging / "metrics.json", metrics)
+        if fold_dir.exists():  # an incomplete fold folder from an older layout
+            shutil.rmtree(fold_dir)
+        os.rename(staging, fold_dir)
+        staging.mkdir()  # TemporaryDirectory cleanup expects it
+    return metrics
