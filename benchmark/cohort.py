@@ -151,6 +151,6 @@ def validate_labels(name: str, patient_id: np.ndarray, time, event) -> tuple[np.
     bad = ~np.isin(event_f, (0.0, 1.0))
     if bad.any():
         raise DataError(
-            f"{name}: field 'event' must be 0 or 1, got {event_f[bad][0]!r} for patient '{patient_id[bad][0]}'"
+            f"{name}: field 'event' must be 0 or 1, got {float(event_f[bad][0])} for patient '{patient_id[bad][0]}'"
         )
     return time, event_f.astype(np.int8)

@@ -162,6 +162,11 @@ def _read_tcga(task: TaskSpec, root: Path | None) -> tuple[pd.DataFrame, str]:
         raise DataError(f"{omics}: patient '{counts.idxmax()}' has slides that disagree on field '{col}'")
     patients = features.drop_duplicates("case_id").reset_index(drop=True)
     censorship = pd.to_numeric(patients["censorship"], errors="coerce")
+    bad = ~censorship.isin([0, 1])
+    if bad.any():
+        first = int(np.argmax(bad.to_numpy()))
+        raise DataError(f"{omics}: field 'censorship' must be 0 or 1 (1 = censored), got "
+                        f"{patients['censorship'].iloc[first]} for patient '{patients['case_id'].iloc[first]}'")
     labels = pd.DataFrame({"patient_id": patients["case_id"], "time": patients["survival_months"],
                            "event": 1 - censorship, "slide_ids": patients["case_id"].map(slide_ids)})
     return pd.concat([patients, labels], axis=1), str(omics)

@@ -1,0 +1,38 @@
+"""Test methods for the runner. ``mode`` picks the behaviour:
+
+- ``oracle``: risk = -time_copy (a synthetic column equal to the true time) -> C = 1;
+- ``bad-shape``: returns one risk too few;
+- ``nan-risk``: returns a NaN risk;
+- ``record``: writes what predict received (has_labels, columns) to the scratch dir's parent.
+"""
+
+import json
+
+import numpy as np
+
+from benchmark.method import Prediction
+
+
+class Oracle:
+    def __init__(self, mode="oracle"):
+        self.mode = mode
+        self.seen = {}
+
+    def fit(self, train, val, ctx):
+        self.seen["fit_has_labels"] = train.has_labels and val.has_labels
+        self.seen["train_n"] = train.n
+
+    def predict(self, data, ctx):
+        self.seen["predict_has_labels"] = data.has_labels
+        self.seen["predict_modalities"] = sorted(data.modalities)
+        risk = -data.modalities["clinical"]["time_copy"].to_numpy(dtype=float)
+        if self.mode == "bad-shape":
+            risk = risk[:-1]
+        if self.mode == "nan-risk":
+            risk = risk.copy()
+            risk[0] = np.nan
+        if self.mode == "record":
+            (ctx.scratch_dir.parent.parent / "seen.json").write_text(json.dumps(self.seen))
+        grid = ctx.time_grid
+        survival = np.exp(-np.outer(np.exp(risk - risk.max()), grid) / (grid[-1] + 1))
+        return Prediction(risk=risk, survival=survival)
