@@ -1,0 +1,863 @@
+"""Survival metrics: one fold of test patients, scored against their labels.
+
+Every function here works on **one row per patient** (never one row per
+slide: a patient with three slides scored as three rows counts three times).
+Conventions shared by all functions:
+
+- ``time`` is the follow-up in the task's unit (float, >= 0); ``event`` is 1
+  when the endpoint was observed and 0 when the patient was censored. Files
+  that store ``censorship`` (1 = censored) are converted once, at load time
+  (``event = 1 - censorship``); passing censorship here gives a plausible but
+  wrong number.
+- ``risk`` is a real score per patient, **higher = shorter expected survival**
+  (the scikit-survival convention; lifelines' ``concordance_index`` expects
+  the opposite sign). A model that predicts survival curves ``S`` can use e.g.
+  ``risk = -S.sum(axis=1)``.
+- Censoring weights (IPCW) are always estimated on the **training fold**
+  (Kaplan-Meier of the censoring times), never on the test patients.
+- Pair rule of the concordance indices (Harrell, Uno, Antolini): a pair
+  (i, j) is comparable when ``time_i < time_j`` and ``event_i = 1``, or when
+  ``time_i == time_j``, ``event_i = 1`` and ``event_j = 0`` (an event before a
+  censoring at the same time). Two events at the same time are **not**
+  comparable. In a comparable pair, the prediction is concordant (1) when it
+  ranks i as the higher risk, discordant (0) when it ranks j higher.
+- Tie rule of every metric that compares pairs (the three concordance
+  indices and the case/control pairs of the time-dependent AUC): tied
+  predictions (``|risk_i - risk_j| <= 1e-8``, or equal survival for
+  Antolini) count 0.5.
+- A metric with no value on the input (0 comparable pairs, no cases or no
+  controls at a horizon, no usable grid points) raises
+  :class:`~benchmark.errors.UndefinedMetricError` with a one-line reason; it
+  never returns a made-up number or a silent NaN. :func:`evaluate_fold` turns
+  those errors into ``None`` plus the reason.
+- Test times beyond the training follow-up: the censoring distribution is
+  only known up to the last training time ``t_max_train``, so every
+  IPCW metric is evaluated strictly before it (Uno's ``tau`` is clipped to
+  ``t_max_train``; AUC horizons and Brier grid points at or after it are
+  undefined / dropped). Test patients followed beyond those times still
+  count, as controls or as patients at risk.
+
+Computations come from scikit-survival (``sksurv.metrics``) and, for
+Antolini's C, pycox; this module fixes the input checks and edge cases around
+them.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from benchmark.errors import DataError, UndefinedMetricError
+
+TIED_TOL = 1e-8
+"""Two risks closer than this count as tied (scikit-survival's ``tied_tol``)."""
+
+NO_CURVES = "n/a: method gives no survival curves"
+
+
+# --------------------------------------------------------------------------
+# input checks
+# --------------------------------------------------------------------------
+
+def _labels(time, event, who: str = "test") -> tuple[np.ndarray, np.ndarray]:
+    """Return ``(time float64, event bool)`` or raise DataError naming the field."""
+    t = np.asarray(time, dtype=np.float64)
+    e = np.asarray(event)
+    if t.ndim != 1 or e.ndim != 1:
+        raise DataError(f"{who} time and event must be 1-D arrays, got shapes {t.shape} and {e.shape}")
+    if t.shape != e.shape:
+        raise DataError(f"{who} time has {t.size} values but event has {e.size}")
+    if not np.isfinite(t).all():
+        raise DataError(f"{who} time holds {int((~np.isfinite(t)).sum())} NaN/inf values")
+    if (t < 0).any():
+        raise DataError(f"{who} time holds negative values (first at row {int(np.argmax(t < 0))})")
+    values = np.unique(e)
+    if not np.isin(values, [0, 1]).all():
+        raise DataError(f"{who} event must be 0 (censored) or 1 (observed), got values {values.tolist()[:5]}")
+    return t, e.astype(bool)
+
+
+def _scores(risk, n: int, who: str = "risk") -> np.ndarray:
+    r = np.asarray(risk, dtype=np.float64)
+    if r.shape != (n,):
+        raise DataError(f"{who} has shape {r.shape}, expected ({n},): one value per patient")
+    if not np.isfinite(r).all():
+        raise DataError(f"{who} holds {int((~np.isfinite(r)).sum())} NaN/inf values")
+    return r
+
+
+def _times(values, who: str) -> np.ndarray:
+    t = np.atleast_1d(np.asarray(values, dtype=np.float64))
+    if t.ndim != 1 or t.size == 0:
+        raise DataError(f"{who} must be a non-empty 1-D array of times")
+    if not np.isfinite(t).all():
+        raise DataError(f"{who} holds NaN/inf values")
+    if (np.diff(t) <= 0).any():
+        raise DataError(f"{who} must be strictly increasing, got {t.tolist()[:8]}")
+    return t
+
+
+def _curves(survival, n: int, grid: np.ndarray) -> np.ndarray:
+    s = np.asarray(survival, dtype=np.float64)
+    if s.shape != (n, grid.size):
+        raise DataError(f"survival has shape {s.shape}, expected ({n}, {grid.size}) = (patients, grid points)")
+    if not np.isfinite(s).all() or s.min() < -1e-6 or s.max() > 1 + 1e-6:
+        raise DataError("survival must be finite and within [0, 1]")
+    return np.clip(s, 0.0, 1.0)
+
+
+def _unique_patients(patient_id, n: int, who: str) -> None:
+    """Raise DataError when patients repeat (e.g. one row per slide)."""
+    ids = np.asarray(patient_id).astype(str)
+    if ids.shape != (n,):
+        raise DataError(f"{who}: patient_id has {ids.size} values for {n} rows")
+    uniq, counts = np.unique(ids, return_counts=True)
+    if (counts > 1).any():
+        dup = uniq[counts > 1][0]
+        raise DataError(
+            f"{who}: patient '{dup}' appears in {int(counts[counts > 1][0])} rows; metrics need one row per "
+            "patient (aggregate slide-level predictions per patient first)"
+        )
+
+
+def _ipcw_labels(train_time, train_event, time, event, metric: str):
+    """Checked train and test labels of an IPCW metric.
+
+    scikit-survival refuses a training or test set without any event
+    ("all samples are censored"); that is reported as UndefinedMetricError.
+    """
+    tt, te = _labels(train_time, train_event, "train")
+    t, e = _labels(time, event)
+    if not te.any():
+        raise UndefinedMetricError(f"{metric} is undefined: all {tt.size} training patients are censored")
+    if not e.any():
+        raise UndefinedMetricError(f"{metric} is undefined: all {t.size} test patients are censored")
+    return tt, te, t, e
+
+
+def _surv(time: np.ndarray, event: np.ndarray):
+    from sksurv.util import Surv
+
+    return Surv.from_arrays(event=event, time=time)
+
+
+# --------------------------------------------------------------------------
+# concordance
+# --------------------------------------------------------------------------
+
+def _comparable_pairs(t: np.ndarray, e: np.ndarray) -> np.ndarray:
+    """(n, n) bool: pair (i, j) comparable by the module's pair rule."""
+    ti, tj = t[:, None], t[None, :]
+    ei, ej = e[:, None], e[None, :]
+    return ei & ((ti < tj) | ((ti == tj) & ~ej))
+
+
+def _concordance_matrices(t: np.ndarray, e: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(comparable, credit)``: float64 (n, n) matrices of Harrell's pairs.
+
+    ``credit[i, j]`` is 1 / 0.5 / 0 for a concordant / tied / discordant
+    comparable pair and 0 elsewhere, so that
+    ``C = credit.sum() / comparable.sum()``. Used by the bootstrap, where a
+    resample with patient counts ``w`` gives ``C = w @ credit @ w / w @ comparable @ w``.
+    """
+    comparable = _comparable_pairs(t, e)
+    diff = r[:, None] - r[None, :]
+    tied = np.abs(diff) <= TIED_TOL
+    credit = np.where(tied, 0.5, (diff > 0).astype(np.float64)) * comparable
+    return comparable.astype(np.float64), credit
+
+
+def _why_no_pairs(t: np.ndarray, e: np.ndarray) -> str:
+    n, d = t.size, int(e.sum())
+    if d == 0:
+        return f"all {n} patients are censored"
+    return f"{d} event(s) among {n} patients, but no patient is followed beyond (or censored at) an event time"
+
+
+def harrell_c(time, event, risk) -> float:
+    """Harrell's concordance index.
+
+    Fraction of comparable patient pairs whose risks are ordered like their
+    survival times (Harrell et al. 1982, JAMA 247:2543). Computed by
+    :func:`sksurv.metrics.concordance_index_censored`, whose tie handling
+    matches this module's pair rule (checked by tests on the public cases
+    C01/C02): two events at the same time are not comparable, an event and a
+    censoring at the same time are, and tied risks score 0.5.
+
+    Parameters
+    ----------
+    time : array-like of float, shape (n,)
+        Follow-up time (task unit, >= 0).
+    event : array-like of {0, 1} or bool, shape (n,)
+        1 = event observed, 0 = censored.
+    risk : array-like of float, shape (n,)
+        Higher = shorter expected survival.
+
+    Returns
+    -------
+    float
+        C in [0, 1]; 0.5 is random ordering.
+
+    Raises
+    ------
+    UndefinedMetricError
+        With 0 comparable pairs (all patients censored, only events at the last
+        time, all events tied at one time). scikit-survival answers these three
+        cases inconsistently (ValueError, NoComparablePairException, silent
+        NaN); here they all raise.
+    DataError
+        Mismatched lengths, NaN/negative times, an event value other than 0/1,
+        NaN/inf risks.
+    """
+    from sksurv.exceptions import NoComparablePairException
+    from sksurv.metrics import concordance_index_censored
+
+    t, e = _labels(time, event)
+    r = _scores(risk, t.size)
+    if not e.any() or t.size < 2:
+        raise UndefinedMetricError(f"Harrell's C is undefined: 0 comparable pairs ({_why_no_pairs(t, e)})")
+    try:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            c, concordant, discordant, tied_risk, _ = concordance_index_censored(e, t, r, tied_tol=TIED_TOL)
+    except NoComparablePairException:
+        concordant = discordant = tied_risk = 0
+    if concordant + discordant + tied_risk == 0:
+        raise UndefinedMetricError(f"Harrell's C is undefined: 0 comparable pairs ({_why_no_pairs(t, e)})")
+    return float(c)
+
+
+def _uno_tau(train_time: np.ndarray, tau: float) -> float:
+    """Truncation time actually used by :func:`uno_c`: ``min(tau, t_max_train)``."""
+    return float(min(tau, train_time.max()))
+
+
+def uno_c(train_time, train_event, time, event, risk, tau) -> float:
+    """Uno's IPCW concordance index, truncated at ``tau``.
+
+    Harrell's pairs with the event patient i weighted by ``1 / G(T_i)^2``,
+    ``G`` the Kaplan-Meier censoring survival of the training fold, and only
+    patients i with ``T_i < tau`` as the earlier member of a pair (Uno et al.
+    2011, Stat Med 30:1105). Computed by
+    :func:`sksurv.metrics.concordance_index_ipcw` (same pair and tie rule as
+    :func:`harrell_c`).
+
+    Test times beyond the training follow-up: ``G`` is unknown after the last
+    training time ``t_max_train`` (scikit-survival raises there), so the
+    truncation time used is ``min(tau, t_max_train)``. Test patients followed
+    beyond it still take part as the later member of pairs.
+
+    Parameters
+    ----------
+    train_time, train_event : array-like, shape (n_train,)
+        Training-fold labels (time >= 0; event 1 = observed).
+    time, event : array-like, shape (n,)
+        Test labels.
+    risk : array-like of float, shape (n,)
+        Higher = shorter expected survival.
+    tau : float
+        Truncation time in the task unit (the task's largest horizon).
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    UndefinedMetricError
+        No test event before the truncation time, 0 comparable pairs, or a
+        training fold without events (scikit-survival refuses it).
+    DataError
+        Malformed labels or risks, non-positive or non-finite ``tau``.
+    """
+    from sksurv.exceptions import NoComparablePairException
+    from sksurv.metrics import concordance_index_ipcw
+
+    tt, te, t, e = _ipcw_labels(train_time, train_event, time, event, "Uno's C")
+    r = _scores(risk, t.size)
+    if not np.isfinite(tau) or tau <= 0:
+        raise DataError(f"tau must be a positive finite time, got {tau}")
+    tau_used = _uno_tau(tt, float(tau))
+    if not (e & (t < tau_used)).any():
+        raise UndefinedMetricError(
+            f"Uno's C is undefined: no test event before tau={tau_used:g} "
+            f"(task tau {float(tau):g}, last training time {tt.max():g})"
+        )
+    try:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            c, concordant, discordant, tied_risk, _ = concordance_index_ipcw(
+                _surv(tt, te), _surv(t, e), r, tau=tau_used, tied_tol=TIED_TOL
+            )
+    except NoComparablePairException:
+        concordant = discordant = tied_risk = 0
+    if concordant + discordant + tied_risk == 0 or not np.isfinite(c):
+        raise UndefinedMetricError(f"Uno's C is undefined: 0 comparable pairs before tau={tau_used:g}")
+    return float(c)
+
+
+# --------------------------------------------------------------------------
+# time-dependent AUC and Brier score
+# --------------------------------------------------------------------------
+
+def _horizon_reason(t_h: float, t: np.ndarray, e: np.ndarray, t_max_train: float) -> str | None:
+    """Why the cumulative/dynamic AUC is undefined at horizon ``t_h``, or None."""
+    if not (e & (t <= t_h)).any():
+        return f"no cases: no test event at or before t={t_h:g}"
+    if not (t > t_h).any():
+        return f"no controls: no test patient followed beyond t={t_h:g}"
+    if t_h >= t_max_train:
+        return f"t={t_h:g} is not before the last training time {t_max_train:g} (censoring distribution unknown)"
+    return None
+
+
+def _within_follow_up(t: np.ndarray, e: np.ndarray, t_last: float, t_max_train: float):
+    """Test labels reduced to what matters for times ``<= t_last < t_max_train``.
+
+    A patient with ``T > t_last`` is a control / at risk at every evaluated
+    time whatever happens later, so the event flag is cleared and the time is
+    capped at ``t_max_train``. The metric values are unchanged; this only keeps
+    scikit-survival from asking the training censoring distribution about
+    times it cannot estimate.
+    """
+    later = t > t_last
+    return np.where(later, np.minimum(t, t_max_train), t), e & ~later
+
+
+def cumulative_dynamic_auc(train_time, train_event, time, event, risk, times) -> tuple[np.ndarray, float]:
+    """Cumulative/dynamic time-dependent AUC at each horizon, with IPCW.
+
+    At horizon t, cases are test patients with an event at ``T_i <= t``
+    (weighted by ``1 / G(T_i)``, ``G`` the training fold's Kaplan-Meier
+    censoring survival) and controls are patients with ``T_j > t``; the AUC is
+    the weighted fraction of case/control pairs with ``risk_i > risk_j``, tied
+    risks counting 0.5 (Uno et al. 2007, JASA 102:527; Hung & Chiang 2010).
+    Computed by :func:`sksurv.metrics.cumulative_dynamic_auc`.
+
+    A horizon is undefined, reported as NaN, when it has no cases (no test
+    event at or before t), no controls (no test patient followed beyond t),
+    or when t is not before the last training time (``G`` unknown). The mean
+    AUC is scikit-survival's: the defined horizons' AUCs weighted by the drop
+    of the test Kaplan-Meier survival between them (Lambert & Chevret 2014);
+    with one defined horizon it is that horizon's AUC.
+
+    Parameters
+    ----------
+    train_time, train_event : array-like, shape (n_train,)
+        Training-fold labels.
+    time, event : array-like, shape (n,)
+        Test labels.
+    risk : array-like of float, shape (n,)
+        Higher = shorter expected survival (one score for all horizons).
+    times : array-like of float, shape (H,)
+        Horizons in the task unit, strictly increasing.
+
+    Returns
+    -------
+    auc : ndarray of float64, shape (H,)
+        NaN at undefined horizons.
+    mean_auc : float
+
+    Raises
+    ------
+    UndefinedMetricError
+        When every horizon is undefined (the message gives each reason), or
+        the training or test fold has no event.
+    DataError
+        Malformed labels, risks or horizons.
+    """
+    from sksurv.metrics import cumulative_dynamic_auc as sksurv_auc
+
+    tt, te, t, e = _ipcw_labels(train_time, train_event, time, event, "time-dependent AUC")
+    r = _scores(risk, t.size)
+    horizons = _times(times, "horizons")
+    reasons = [_horizon_reason(h, t, e, tt.max()) for h in horizons]
+    ok = np.array([reason is None for reason in reasons])
+    if not ok.any():
+        detail = "; ".join(reasons)
+        raise UndefinedMetricError(f"time-dependent AUC is undefined at every horizon: {detail}")
+    t_cut, e_cut = _within_follow_up(t, e, horizons[ok].max(), tt.max())
+    auc_ok, mean_auc = sksurv_auc(_surv(tt, te), _surv(t_cut, e_cut), r, horizons[ok], tied_tol=TIED_TOL)
+    auc = np.full(horizons.size, np.nan)
+    auc[ok] = auc_ok
+    return auc, float(mean_auc)
+
+
+def integrated_brier_score(train_time, train_event, time, event, survival, grid) -> float:
+    """Integrated Brier score of predicted survival curves, with IPCW.
+
+    Brier score at t: mean over test patients of ``S_i(t)^2 / G(T_i)`` for an
+    event at ``T_i <= t``, ``(1 - S_i(t))^2 / G(t)`` for ``T_i > t`` and 0 for
+    a censoring before t, with ``G`` the training fold's Kaplan-Meier
+    censoring survival (Graf et al. 1999, Stat Med 18:2529). Integrated with
+    the trapezoid rule over the used grid points and divided by their span.
+    Computed by :func:`sksurv.metrics.integrated_brier_score`. Lower is better.
+
+    Grid points used: those with ``min(test time) <= t < max(test time)``
+    (scikit-survival's range) and ``t < t_max_train`` (``G`` known); the
+    others are dropped (e.g. a grid that starts at 0 loses that point). At
+    least two points must remain. scikit-survival also needs at least one
+    event in the training fold and in the test fold.
+
+    Parameters
+    ----------
+    train_time, train_event : array-like, shape (n_train,)
+        Training-fold labels.
+    time, event : array-like, shape (n,)
+        Test labels.
+    survival : array-like of float, shape (n, T)
+        Predicted S(t) of each test patient at ``grid``, within [0, 1].
+    grid : array-like of float, shape (T,)
+        Strictly increasing times (task unit).
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    UndefinedMetricError
+        Fewer than two grid points within the valid range, or no event in
+        the training or the test fold.
+    DataError
+        Malformed labels, curves or grid.
+    """
+    from sksurv.metrics import integrated_brier_score as sksurv_ibs
+
+    tt, te, t, e = _ipcw_labels(train_time, train_event, time, event, "integrated Brier score")
+    g = _times(grid, "grid")
+    s = _curves(survival, t.size, g)
+    keep = (g >= t.min()) & (g < t.max()) & (g < tt.max())
+    if keep.sum() < 2:
+        raise UndefinedMetricError(
+            f"integrated Brier score is undefined: {int(keep.sum())} grid point(s) within "
+            f"[{t.min():g}, {min(t.max(), tt.max()):g}) (test follow-up, before the last training time); need 2"
+        )
+    t_cut, e_cut = _within_follow_up(t, e, g[keep].max(), tt.max())
+    return float(sksurv_ibs(_surv(tt, te), _surv(t_cut, e_cut), s[:, keep], g[keep]))
+
+
+# --------------------------------------------------------------------------
+# Antolini's time-dependent concordance
+# --------------------------------------------------------------------------
+
+def antolini_c(time, event, survival, grid) -> float:
+    """Antolini's time-dependent concordance index of survival curves.
+
+    For a comparable pair (i, j) (module pair rule), concordant when
+    ``S_i(T_i) < S_j(T_i)``: the patient who died first had the lower predicted
+    survival at that time (Antolini et al. 2005, Stat Med 24:3927). ``S(T)`` is
+    read from the grid as the value at the last grid point ``<= T`` (the first
+    grid point when T precedes the grid), as pycox does (``steps='post'``).
+
+    Computed with pycox 0.3.0:
+    ``EvalSurv(pd.DataFrame(survival.T, index=grid), time, event).concordance_td('antolini')``.
+    Two deviations, both documented here:
+
+    - Ties: pycox's ``'antolini'`` counts tied survival as discordant (0).
+      This module's rule gives a tie 0.5, so the value returned is
+      ``(C(S) + 1 - C(-S)) / 2``, which is ``(concordant + 0.5 * tied) /
+      comparable`` from two pycox calls (``C(-S)`` counts the discordant
+      pairs). Without ties it equals pycox's value. Ties are common with
+      step-function curves, e.g. every patient has S = 1 before the first
+      event bin.
+    - Undefined input: pycox divides by 0 comparable pairs (ZeroDivisionError
+      or NaN); here it raises UndefinedMetricError.
+
+    What is broken in pycox 0.3.0 with current SciPy/numpy, and avoided:
+    ``EvalSurv.integrated_brier_score`` calls ``scipy.integrate.simps``
+    (removed in SciPy 1.14; AttributeError) — the Brier score comes from
+    scikit-survival instead (:func:`integrated_brier_score`). ``EvalSurv``
+    needs plain ``np.ndarray`` durations/events (it asserts the type), and its
+    numba kernels are given float64 times and int64 events. No censoring
+    estimate is attached (``censor_surv``): Antolini's C does not use it, and
+    pycox's Kaplan-Meier would only add work.
+
+    Parameters
+    ----------
+    time, event : array-like, shape (n,)
+        Test labels.
+    survival : array-like of float, shape (n, T)
+        Predicted S(t) at ``grid``, within [0, 1].
+    grid : array-like of float, shape (T,)
+        Strictly increasing times (task unit).
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    UndefinedMetricError
+        0 comparable pairs.
+    DataError
+        Malformed labels, curves or grid.
+    """
+    import pandas as pd
+
+    t, e = _labels(time, event)
+    g = _times(grid, "grid")
+    s = _curves(survival, t.size, g)
+    n_pairs = int(_comparable_pairs(t, e).sum())
+    if n_pairs == 0:
+        raise UndefinedMetricError(f"Antolini's C is undefined: 0 comparable pairs ({_why_no_pairs(t, e)})")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", category=DeprecationWarning)
+        from pycox.evaluation import EvalSurv
+
+    durations = np.ascontiguousarray(t, dtype=np.float64)
+    events = np.ascontiguousarray(e, dtype=np.int64)
+
+    def pycox_antolini(curves: np.ndarray) -> float:
+        frame = pd.DataFrame(np.ascontiguousarray(curves.T), index=g)
+        return float(EvalSurv(frame, durations, events).concordance_td("antolini"))
+
+    c_plus = pycox_antolini(s)
+    c_minus = pycox_antolini(-s)
+    return 0.5 * (c_plus + 1.0 - c_minus)
+
+
+# --------------------------------------------------------------------------
+# one fold
+# --------------------------------------------------------------------------
+
+def _try(fn, *args):
+    """``(value, None)`` or ``(None, reason)`` when the metric is undefined."""
+    try:
+        return fn(*args), None
+    except UndefinedMetricError as exc:
+        return None, str(exc)
+
+
+def evaluate_fold(train_time, train_event, time, event, risk, survival, grid, horizons,
+                  patient_id=None) -> dict:
+    """Every metric of one fold's test patients, as a JSON-ready dict.
+
+    Parameters
+    ----------
+    train_time, train_event : array-like, shape (n_train,)
+        Training-fold labels (censoring distribution for IPCW metrics).
+    time, event : array-like, shape (n,)
+        Test labels, one row per patient.
+    risk : array-like of float, shape (n,)
+        Higher = shorter expected survival.
+    survival : array-like of float, shape (n, T), or None
+        Predicted S(t) at ``grid``; None when the method gives no curves.
+    grid : array-like of float, shape (T,), or None
+        The task's time grid (may be None when ``survival`` is None).
+    horizons : array-like of float, shape (H,)
+        The task's horizons, strictly increasing; Uno's C is truncated at the
+        largest.
+    patient_id : array-like of str, shape (n,), optional
+        When given, checked to hold each patient once (slide-level rows raise).
+
+    Returns
+    -------
+    dict
+        ``harrell_c``, ``uno_c``, ``uno_c_tau`` (truncation time used),
+        ``td_auc`` (dict horizon -> AUC), ``td_auc_mean``, ``ibs``,
+        ``antolini_c``, ``n``, ``n_events`` and ``undefined`` (dict metric name
+        -> one-line reason; per-horizon AUC entries are named
+        ``td_auc@<horizon>``). A metric without a value is ``None`` and has a
+        reason; values are plain floats, never NaN.
+
+    Raises
+    ------
+    DataError
+        Malformed input (lengths, NaN, event values, curve shape) or repeated
+        patients.
+    """
+    tt, te = _labels(train_time, train_event, "train")
+    t, e = _labels(time, event)
+    r = _scores(risk, t.size)
+    h = _times(horizons, "horizons")
+    if patient_id is not None:
+        _unique_patients(patient_id, t.size, "test fold")
+    undefined: dict[str, str] = {}
+    out: dict = {"n": int(t.size), "n_events": int(e.sum())}
+
+    out["harrell_c"], why = _try(harrell_c, t, e, r)
+    if why:
+        undefined["harrell_c"] = why
+    out["uno_c"], why = _try(uno_c, tt, te, t, e, r, float(h.max()))
+    out["uno_c_tau"] = _uno_tau(tt, float(h.max()))
+    if why:
+        undefined["uno_c"] = why
+
+    out["td_auc"] = {float(x): None for x in h}
+    out["td_auc_mean"] = None
+    why = None
+    try:
+        auc, mean_auc = cumulative_dynamic_auc(tt, te, t, e, r, h)
+    except UndefinedMetricError as exc:
+        why = undefined["td_auc_mean"] = str(exc)
+        auc = np.full(h.size, np.nan)
+    else:
+        out["td_auc_mean"] = mean_auc
+    for x, value in zip(h, auc):
+        if np.isfinite(value):
+            out["td_auc"][float(x)] = float(value)
+        else:
+            undefined[f"td_auc@{x:g}"] = _horizon_reason(x, t, e, tt.max()) or why
+
+    if survival is None:
+        out["ibs"] = out["antolini_c"] = None
+        undefined["ibs"] = undefined["antolini_c"] = NO_CURVES
+    else:
+        if grid is None:
+            raise DataError("survival curves were given without their time grid")
+        g = _times(grid, "grid")
+        s = _curves(survival, t.size, g)
+        out["ibs"], why = _try(integrated_brier_score, tt, te, t, e, s, g)
+        if why:
+            undefined["ibs"] = why
+        out["antolini_c"], why = _try(antolini_c, t, e, s, g)
+        if why:
+            undefined["antolini_c"] = why
+    out["undefined"] = undefined
+    return out
+
+
+# --------------------------------------------------------------------------
+# across folds: mean ± sd, bootstrap
+# --------------------------------------------------------------------------
+
+def mean_sd(values) -> tuple[float, float]:
+    """Mean and sample standard deviation (ddof=1) of per-fold values, ignoring None.
+
+    One value gives sd 0.0.
+
+    Raises
+    ------
+    UndefinedMetricError
+        When every value is None.
+    DataError
+        When a value is NaN (metrics report undefined values as None).
+    """
+    kept = np.array([v for v in values if v is not None], dtype=np.float64)
+    if kept.size == 0:
+        raise UndefinedMetricError("no fold has a value for this metric")
+    if not np.isfinite(kept).all():
+        raise DataError("per-fold metric values hold NaN/inf; undefined values must be None")
+    sd = float(kept.std(ddof=1)) if kept.size > 1 else 0.0
+    return float(kept.mean()), sd
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A bootstrap percentile interval; unpacks as ``low, high``.
+
+    Attributes
+    ----------
+    low, high : float
+    n_boot : int
+        Replicates drawn.
+    n_skipped : int
+        Replicates skipped because the metric was undefined in some fold.
+    """
+
+    low: float
+    high: float
+    n_boot: int
+    n_skipped: int
+
+    def __iter__(self):
+        return iter((self.low, self.high))
+
+
+def _fold_arrays(fold, k: int, who: str):
+    """``(patient_id or None, time, event, risk)`` of one fold tuple."""
+    if len(fold) == 4:
+        pid, time, event, risk = fold
+    elif len(fold) == 3:
+        pid, (time, event, risk) = None, fold
+    else:
+        raise DataError(f"{who} fold {k}: expected (time, event, risk) or (patient_id, time, event, risk)")
+    t, e = _labels(time, event, f"{who} fold {k}")
+    r = _scores(risk, t.size, f"{who} fold {k} risk")
+    if pid is not None:
+        _unique_patients(pid, t.size, f"{who} fold {k}")
+        pid = np.asarray(pid).astype(str)
+    return pid, t, e, r
+
+
+def _resample_indices(rng: np.random.Generator, sizes: Sequence[int], n_boot: int) -> list[np.ndarray]:
+    """Per fold, (n_boot, n_k) patient indices drawn with replacement."""
+    return [rng.integers(0, n, size=(n_boot, n)) for n in sizes]
+
+
+def _counts(idx: np.ndarray, n: int) -> np.ndarray:
+    """(B, n) how often each patient appears in each resample."""
+    b = idx.shape[0]
+    flat = (idx + np.arange(b)[:, None] * n).ravel()
+    return np.bincount(flat, minlength=b * n).reshape(b, n).astype(np.float64)
+
+
+def _harrell_replicates(t, e, r, idx: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """Harrell's C of every resample (NaN where undefined), from pair matrices."""
+    comparable, credit = _concordance_matrices(t, e, r)
+    out = np.empty(idx.shape[0])
+    for start in range(0, idx.shape[0], chunk):
+        w = _counts(idx[start:start + chunk], t.size)
+        pairs = np.einsum("bi,bi->b", w @ comparable, w)
+        score = np.einsum("bi,bi->b", w @ credit, w)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[start:start + chunk] = np.where(pairs > 0, score / pairs, np.nan)
+    return out
+
+
+def _generic_replicates(metric: Callable, t, e, r, idx: np.ndarray) -> np.ndarray:
+    out = np.empty(idx.shape[0])
+    for b, rows in enumerate(idx):
+        try:
+            out[b] = metric(t[rows], e[rows], r[rows])
+        except UndefinedMetricError:
+            out[b] = np.nan
+    return out
+
+
+def _replicates(metric, t, e, r, idx) -> np.ndarray:
+    if metric == "harrell_c":
+        return _harrell_replicates(t, e, r, idx)
+    if callable(metric):
+        return _generic_replicates(metric, t, e, r, idx)
+    raise ValueError(f"bootstrap metric must be 'harrell_c' or a callable(time, event, risk), got {metric!r}")
+
+
+def _check_skipped(valid: np.ndarray) -> int:
+    skipped = int((~valid).sum())
+    if skipped * 2 > valid.size:
+        raise UndefinedMetricError(
+            f"bootstrap is undefined: the metric has no value in {skipped} of {valid.size} replicates"
+        )
+    return skipped
+
+
+def bootstrap_ci(folds, metric="harrell_c", n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> Interval:
+    """Patient-level bootstrap percentile interval of a fold-averaged metric.
+
+    Each replicate resamples the test patients of every fold with replacement
+    (same size as the fold), computes the metric per fold and averages over
+    folds; the interval is the ``(1 - level) / 2`` and ``(1 + level) / 2``
+    percentiles of those averages (Efron & Tibshirani 1993). A replicate in
+    which the metric is undefined in any fold (e.g. a resample without a
+    comparable pair) is skipped and counted, rather than averaged over fewer
+    folds.
+
+    For ``metric="harrell_c"`` the replicates are computed at once from each
+    fold's pair matrices (a resample that takes patient i ``w_i`` times gives
+    ``C = sum w_i w_j credit_ij / sum w_i w_j comparable_ij``), which equals
+    :func:`harrell_c` on the resampled rows (tested).
+
+    Parameters
+    ----------
+    folds : list of tuple
+        Per fold ``(time, event, risk)`` arrays of shape (n_k,), or
+        ``(patient_id, time, event, risk)`` to also check one row per patient.
+    metric : "harrell_c" or callable
+        A callable ``metric(time, event, risk) -> float`` that raises
+        UndefinedMetricError when undefined (slow path: one call per fold and
+        replicate).
+    n_boot : int
+        Number of replicates.
+    seed : int
+        Seed of ``numpy.random.default_rng``; fold k's indices are drawn k-th.
+    level : float
+        Coverage in (0, 1).
+
+    Returns
+    -------
+    Interval
+        ``low, high = bootstrap_ci(...)``; also holds ``n_boot`` and ``n_skipped``.
+
+    Raises
+    ------
+    UndefinedMetricError
+        More than half of the replicates undefined.
+    DataError
+        Malformed fold arrays or repeated patients.
+    ValueError
+        Unknown metric, ``n_boot < 1`` or ``level`` outside (0, 1).
+    """
+    if n_boot < 1 or not 0 < level < 1:
+        raise ValueError(f"need n_boot >= 1 and 0 < level < 1, got n_boot={n_boot}, level={level}")
+    data = [_fold_arrays(fold, k, "folds") for k, fold in enumerate(folds)]
+    if not data:
+        raise DataError("bootstrap_ci needs at least one fold")
+    rng = np.random.default_rng(seed)
+    idx = _resample_indices(rng, [d[1].size for d in data], n_boot)
+    per_fold = np.stack([_replicates(metric, t, e, r, i) for (_, t, e, r), i in zip(data, idx)])
+    valid = np.isfinite(per_fold).all(axis=0)
+    skipped = _check_skipped(valid)
+    means = per_fold[:, valid].mean(axis=0)
+    alpha = (1.0 - level) / 2.0
+    low, high = np.quantile(means, [alpha, 1.0 - alpha])
+    return Interval(float(low), float(high), n_boot, skipped)
+
+
+def paired_bootstrap_diff(folds_a, folds_b, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> dict:
+    """Paired patient-level bootstrap of the difference in Harrell's C (a - b).
+
+    Two methods scored on the same test patients: every replicate applies the
+    **same** resample indices to a and b, so the interval reflects the
+    difference between methods, not the sampling of patients twice.
+
+    Parameters
+    ----------
+    folds_a, folds_b : list of tuple
+        Per fold ``(time, event, risk)`` or ``(patient_id, time, event, risk)``
+        of method a and method b; the same patients in the same order.
+    n_boot, seed, level
+        As in :func:`bootstrap_ci`.
+
+    Returns
+    -------
+    dict
+        ``mean_diff`` (mean over folds of C_a - C_b on the data), ``low``,
+        ``high`` (percentile interval of the fold-averaged difference),
+        ``per_fold`` (list of per-fold differences), ``n_boot``, ``n_skipped``.
+
+    Raises
+    ------
+    DataError
+        Different fold counts, or a fold whose patients (ids when given, else
+        times and events) differ between a and b.
+    UndefinedMetricError
+        Harrell's C undefined in a fold, or in more than half the replicates.
+    """
+    if len(folds_a) != len(folds_b):
+        raise DataError(f"folds_a has {len(folds_a)} folds but folds_b has {len(folds_b)}")
+    if not 0 < level < 1 or n_boot < 1:
+        raise ValueError(f"need n_boot >= 1 and 0 < level < 1, got n_boot={n_boot}, level={level}")
+    data_a = [_fold_arrays(f, k, "folds_a") for k, f in enumerate(folds_a)]
+    data_b = [_fold_arrays(f, k, "folds_b") for k, f in enumerate(folds_b)]
+    for k, ((pa, ta, ea, _), (pb, tb, eb, _)) in enumerate(zip(data_a, data_b)):
+        if ta.size != tb.size:
+            raise DataError(f"fold {k}: folds_a has {ta.size} patients but folds_b has {tb.size}")
+        if pa is not None and pb is not None:
+            bad = np.flatnonzero(pa != pb)
+            if bad.size:
+                raise DataError(f"fold {k}: patient order differs at row {bad[0]} ('{pa[bad[0]]}' vs '{pb[bad[0]]}')")
+        bad = np.flatnonzero((ta != tb) | (ea != eb))
+        if bad.size:
+            raise DataError(f"fold {k}: time/event differ at row {bad[0]}: not the same patients in the same order")
+    per_fold = [harrell_c(t, e, ra) - harrell_c(t, e, rb) for (_, t, e, ra), (_, _, _, rb) in zip(data_a, data_b)]
+    rng = np.random.default_rng(seed)
+    idx = _resample_indices(rng, [d[1].size for d in data_a], n_boot)
+    diff = np.stack([
+        _harrell_replicates(t, e, ra, i) - _harrell_replicates(t, e, rb, i)
+        for (_, t, e, ra), (_, _, _, rb), i in zip(data_a, data_b, idx)
+    ])
+    valid = np.isfinite(diff).all(axis=0)
+    skipped = _check_skipped(valid)
+    alpha = (1.0 - level) / 2.0
+    low, high = np.quantile(diff[:, valid].mean(axis=0), [alpha, 1.0 - alpha])
+    return {
+        "mean_diff": float(np.mean(per_fold)),
+        "low": float(low),
+        "high": float(high),
+        "per_fold": [float(d) for d in per_fold],
+        "n_boot": n_boot,
+        "n_skipped": skipped,
+    }
