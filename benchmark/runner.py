@@ -284,7 +284,8 @@ def run_fold(task: TaskSpec, spec: MethodSpec, cls: type, params: dict, cohort: 
             raw = method.predict(test_input, ctx)
         prediction = check_prediction(raw, test.n, len(task.time_grid), spec.name)
         metrics = survival_metrics.evaluate_fold(train_time, train_event, test_time, test_event, prediction.risk,
-                                                 prediction.survival, task.time_grid, task.horizons)
+                                                 prediction.survival, task.time_grid, task.horizons,
+                                                 patient_id=test.patient_id)
         metrics = {"fold": fold, **metrics}
         frame = pd.DataFrame({"patient_id": test.patient_id, "risk": prediction.risk,
                               "time": test_time, "event": test_event.astype(np.int8)})

@@ -33,7 +33,7 @@ def toy_slides(n_patients: int = 60, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     rows = []
     for i in range(n_patients):
-        time = float(rng.integers(1, 120))
+        time = round(float(rng.uniform(1, 120)), 3)  # distinct times: no ties
         censorship = int(rng.random() < 0.4)
         genes = rng.normal(size=5).round(4)
         for s in range(2 if i % 3 == 0 else 1):
