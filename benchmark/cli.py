@@ -196,7 +196,9 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     from benchmark.leaderboard import build_leaderboard
 
     result = build_leaderboard(Path(args.runs), Path(args.out))
-    print(f"leaderboard written to {Path(args.out)} ({getattr(result, 'n_rows', '?')} rows)")
+    for warning in result.warnings:
+        print(f"mmbench: warning: {warning}", file=sys.stderr)
+    print(f"leaderboard: {len(result.table)} runs -> {result.readme_path}, {result.html_path}, {result.results_path}")
     return 0
 
 
