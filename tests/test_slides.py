@@ -539,6 +539,9 @@ def test_slide_list_errors(tmp_path):
     pd.DataFrame({"slide_id": ["a", "a"], "path": ["a.svs", "b.svs"]}).to_csv(bad, index=False)
     with pytest.raises(DataError, match="duplicate slide_id"):
         read_slide_list(bad)
+    pd.DataFrame({"slide_id": ["../a"], "path": ["a.svs"]}).to_csv(bad, index=False)
+    with pytest.raises(DataError, match=r"slide_id '\.\./a' cannot be a file name"):
+        read_slide_list(bad)
 
 
 def test_worker_processes_record_corrupt_tile(synthetic_batch, tmp_path):

@@ -169,6 +169,9 @@ def read_slide_list(source: Path) -> list[SlideEntry]:
         raise DataError(f"{source}: slide folder or manifest not found")
     if not entries:
         raise DataError(f"{source}: no slides found (suffixes {', '.join(SLIDE_SUFFIXES)})")
+    bad = [e.slide_id for e in entries if not e.slide_id or "/" in e.slide_id or "\\" in e.slide_id or e.slide_id.startswith(".")]
+    if bad:
+        raise DataError(f"{source}: slide_id {bad[0]!r} cannot be a file name (empty, has a slash or starts with '.')")
     ids = pd.Series([e.slide_id for e in entries])
     if ids.duplicated().any():
         raise DataError(f"{source}: duplicate slide_id(s): {', '.join(sorted(set(ids[ids.duplicated()])))}")
