@@ -202,6 +202,21 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_slides(args: argparse.Namespace) -> int:
+    from benchmark.slides import prepare_slides
+
+    report = prepare_slides(Path(args.source), Path(args.out), encoder=args.encoder,
+                            weights=Path(args.weights) if args.weights else None, target_mpp=args.target_mpp,
+                            patch_size=args.patch_size, mpp_override=args.mpp, batch_size=args.batch_size,
+                            num_workers=args.workers, device=args.device, min_tissue=args.min_tissue,
+                            backend=args.backend, progress=not args.no_progress)
+    failed = report.failed
+    print(f"slides: {len(report.to_frame()) - len(failed)} ok, {len(failed)} failed; report: {report.report_path}")
+    for row in failed:
+        print(f"mmbench: failed slide: {row}", file=sys.stderr)
+    return 1 if failed else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmbench", description="Multimodal survival prediction benchmark")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -224,6 +239,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("names", nargs="*")
     p.add_argument("--data-root", help="TCGA data root (default $MMBENCH_DATA)")
     p.set_defaults(func=cmd_tasks)
+
+    p = sub.add_parser("slides", help="whole-slide images -> patch-feature bags (.h5 per slide)")
+    slides = p.add_subparsers(dest="slides_command", required=True)
+    p = slides.add_parser("prepare", help="segment tissue, patch at a target mpp, extract features")
+    p.add_argument("source", help="folder of slides or manifest CSV (slide_id, path[, mpp])")
+    p.add_argument("--out", required=True, help="output root: bags go to OUT/<encoder>/<slide_id>.h5 "
+                                                "(use <data-root>/features for TCGA tasks)")
+    p.add_argument("--encoder", default="resnet50-trunc",
+                   help="resnet50-trunc | uni-vitl16 | conch-vitb | random-tiny (tests; needs no weights)")
+    p.add_argument("--weights", help="encoder weights file (default $MMBENCH_WEIGHTS_DIR/<encoder>.safetensors|.pth)")
+    p.add_argument("--target-mpp", type=float, default=0.5, help="micrometres per pixel of the patches (0.5)")
+    p.add_argument("--patch-size", type=int, default=256, help="patch side in pixels at the target mpp (256)")
+    p.add_argument("--mpp", type=float, help="level-0 mpp for slides whose metadata has none")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
+    p.add_argument("--device", default="cpu", help="cpu|cuda")
+    p.add_argument("--min-tissue", type=float, default=0.5, help="minimum tissue fraction of a kept patch")
+    p.add_argument("--backend", default="openslide", help="openslide | tiffslide")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_slides)
 
     p = sub.add_parser("leaderboard", help="gather runs into leaderboard/")
     p.add_argument("--runs", default="runs")
