@@ -1,0 +1,106 @@
+"""Late fusion: one unimodal survival model per modality, risks combined by a weighted sum.
+
+Each modality gets its own SNN + discrete-time hazard head, trained alone
+(MCAT NLL, shared bins fitted on the training fold, early stopping on val).
+Per-modality risks are standardised with the mean and sd of that model's
+risks on the *training* fold, then combined as ``risk = sum_m w_m z_m``.
+
+Weights (``combine``):
+
+- ``"cox"`` (default): a ridge-penalised Cox model (scikit-survival) is fitted
+  on the val fold's standardised risks; coefficients are clipped at 0 and
+  normalised to sum to 1. Val is also used for early stopping, so these
+  weights are selected on val, never on test. With fewer than 2 val events,
+  or when every coefficient is <= 0, the weights fall back to equal.
+- ``"mean"``: equal weights (mean of standardised risks).
+
+The survival curve is the same weighted mixture of the unimodal curves, so it
+stays non-increasing and within [0, 1].
+"""
+
+import numpy as np
+import torch
+from sksurv.linear_model import CoxPHSurvivalAnalysis
+from sksurv.util import Surv
+from torch import nn
+
+from benchmark.errors import MethodError
+from benchmark.features import TabularPreprocessor
+from benchmark.method import Prediction
+from benchmark.nn.discrete import discrete_prediction, discrete_targets, fit_bins, nll_objective, risk_from_hazards
+from benchmark.nn.encoders import SNN, widths
+from benchmark.nn.heads import HazardHead
+from benchmark.nn.train import TrainConfig, predict, seed_everything, train_model
+
+
+class UnimodalNet(nn.Module):
+    """One modality (n, p) -> SNN -> hazards (n, n_bins)."""
+
+    def __init__(self, modality, in_dim, hidden, dropout, n_bins):
+        super().__init__()
+        self.modality = modality
+        self.encoder = SNN(in_dim, hidden, dropout)
+        self.head = HazardHead(self.encoder.out_dim, n_bins)
+
+    def forward(self, inputs):
+        return self.head(self.encoder(inputs["x"]))
+
+
+class LateFusion:
+    def __init__(self, hidden=(128, 64), dropout=0.25, n_bins=4, alpha=0.0, max_features=2000, combine="cox",
+                 cox_penalty=1.0, modalities=None, **train_params):
+        if combine not in ("cox", "mean"):
+            raise MethodError(f"late-fusion: combine must be 'cox' or 'mean', got '{combine}'")
+        self.hidden = widths(hidden)
+        self.dropout = float(dropout)
+        self.n_bins = int(n_bins)
+        self.alpha = float(alpha)
+        self.max_features = int(max_features) if max_features else None
+        self.combine = combine
+        self.cox_penalty = float(cox_penalty)
+        self.train_params = train_params
+
+    def _inputs(self, data, m):
+        return {"x": torch.from_numpy(self.prep.transform(data, m))}
+
+    def _unimodal(self, data, ctx):
+        """Per-modality (risk (n, M), survival (n, M, T))."""
+        out = [discrete_prediction(predict(self.models[m], self._inputs(data, m), device=ctx.device).numpy(),
+                                   self.edges, ctx.time_grid) for m in self.modalities]
+        return np.stack([r for r, _ in out], axis=1), np.stack([s for _, s in out], axis=1)
+
+    def fit(self, train, val, ctx):
+        self.prep = TabularPreprocessor(max_features=self.max_features).fit(train)
+        self.modalities = [m for m, d in self.prep.dims().items() if d > 0]
+        self.edges = fit_bins(*train.labels(), self.n_bins)
+        config = TrainConfig.from_params(**self.train_params, seed=ctx.seed, device=ctx.device)
+        self.models, self.results = {}, {}
+        for m in self.modalities:
+            seed_everything(ctx.seed)
+            self.models[m] = UnimodalNet(m, self.prep.dims()[m], self.hidden, self.dropout, len(self.edges) - 1)
+            self.results[m] = train_model(
+                self.models[m], nll_objective(self.alpha),
+                self._inputs(train, m), discrete_targets(*train.labels(), self.edges),
+                self._inputs(val, m), discrete_targets(*val.labels(), self.edges),
+                config, risk_fn=lambda hazards: risk_from_hazards(hazards.numpy()), val_labels=val.labels(),
+            )
+            if ctx.progress is not None:
+                ctx.progress(len(self.results), len(self.modalities))
+        train_risk, _ = self._unimodal(train, ctx)
+        self.mean, self.sd = train_risk.mean(axis=0), np.maximum(train_risk.std(axis=0), 1e-12)
+        self.weights = self._fit_weights(val, ctx)
+
+    def _fit_weights(self, val, ctx):
+        equal = np.full(len(self.modalities), 1.0 / len(self.modalities))
+        time, event = val.labels()
+        if self.combine == "mean" or len(self.modalities) == 1 or event.sum() < 2:
+            return equal
+        z = (self._unimodal(val, ctx)[0] - self.mean) / self.sd
+        cox = CoxPHSurvivalAnalysis(alpha=self.cox_penalty).fit(z, Surv.from_arrays(event.astype(bool), time))
+        w = np.clip(cox.coef_, 0.0, None)
+        return w / w.sum() if w.sum() > 0 else equal
+
+    def predict(self, data, ctx):
+        risk, survival = self._unimodal(data, ctx)
+        z = (risk - self.mean) / self.sd
+        return Prediction(risk=z @ self.weights, survival=np.einsum("nmt,m->nt", survival, self.weights))
