@@ -43,7 +43,7 @@ class TabularPreprocessor:
 
     def fit(self, train: Cohort, modalities: list[str] | None = None) -> "TabularPreprocessor":
         """Learn per-column statistics from the training cohort's modalities."""
-        for m in modalities or list(train.modalities):
+        for m in (list(train.modalities) if modalities is None else modalities):
             frame = train.modalities[m]
             values = frame.to_numpy(dtype=np.float64)
             finite = np.isfinite(values)
