@@ -151,7 +151,7 @@ def test_coxph_chooses_alpha_by_val_harrell_c(tmp_path):
 def test_coxph_ties_go_to_larger_alpha(tmp_path, monkeypatch):
     cohort = synthetic_cohort(n=150).with_modalities(["clinical"])
     method, module = build("coxph", alphas=[0.1, 1.0, 10.0])
-    monkeypatch.setattr(module, "concordance_index_censored", lambda *a, **k: (0.7, 0, 0, 0, 0))
+    monkeypatch.setattr(module, "val_concordance", lambda *a, **k: 0.7)
     train, val, _ = split(cohort)
     method.fit(train, val, context(train, tmp_path))
     assert method.val_cindex_ == {0.1: 0.7, 1.0: 0.7, 10.0: 0.7}
@@ -222,7 +222,7 @@ def test_coxnet_keeps_top_variance_genes_of_train(tmp_path):
 
 def test_coxnet_ties_go_to_larger_alpha(tmp_path, monkeypatch):
     method, module = build("coxnet", n_alphas=10)
-    monkeypatch.setattr(module, "concordance_index_censored", lambda *a, **k: (0.6, 0, 0, 0, 0))
+    monkeypatch.setattr(module, "val_concordance", lambda *a, **k: 0.6)
     train, val, _ = split(synthetic_cohort(n=150))
     method.fit(train, val, context(train, tmp_path))
     assert method.alpha_ == method.model_.alphas_.max()

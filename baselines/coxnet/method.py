@@ -24,12 +24,12 @@ import warnings
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sksurv.linear_model import CoxnetSurvivalAnalysis
-from sksurv.metrics import concordance_index_censored
 from sksurv.util import Surv
 
 from benchmark.cohort import Cohort
 from benchmark.errors import MethodError
 from benchmark.features import TabularPreprocessor
+from benchmark.selection import pick_largest_best, step_functions_on_grid, val_concordance
 from benchmark.method import Context, Prediction
 
 RETRIES = 3  # times alpha_min_ratio is raised x10 after a numerical failure
@@ -108,8 +108,8 @@ class Coxnet:
         x_val = self.preprocessor_.transform_all(val).astype(np.float64)
         val_time, val_event = val.labels()
         alphas = self.model_.alphas_
-        self.val_cindex_ = np.array([harrell_c(val_event, val_time, self.model_.predict(x_val, alpha=a)) for a in alphas])
-        self.alpha_ = float(alphas[select_largest_best(alphas, self.val_cindex_)])
+        self.val_cindex_ = np.array([val_concordance(val_time, val_event, self.model_.predict(x_val, alpha=a)) for a in alphas])
+        self.alpha_ = float(alphas[pick_largest_best(alphas, self.val_cindex_)])
         coef = self.model_.coef_[:, int(np.flatnonzero(np.isclose(alphas, self.alpha_))[0])]
         self.n_nonzero_ = int(np.count_nonzero(coef))
 
@@ -125,7 +125,7 @@ class Coxnet:
         x = self.preprocessor_.transform_all(data).astype(np.float64)
         risk = self.model_.predict(x, alpha=self.alpha_)
         curves = self.model_.predict_survival_function(x, alpha=self.alpha_, return_array=False)
-        return Prediction(risk=np.asarray(risk, dtype=np.float64), survival=survival_on_grid(curves, ctx.time_grid))
+        return Prediction(risk=np.asarray(risk, dtype=np.float64), survival=step_functions_on_grid(curves, ctx.time_grid))
 
     def _modalities(self, cohort: Cohort) -> list[str]:
         have = ", ".join(f"{m} ({k})" for m, k in cohort.kinds.items())
@@ -165,40 +165,3 @@ class Coxnet:
         raise MethodError(f"coxnet: the penalty path could not be fitted on '{cohort_name}': {'; '.join(self.notes_)}")
 
 
-def harrell_c(event: np.ndarray, time: np.ndarray, risk: np.ndarray) -> float:
-    """Harrell's concordance index (sksurv), NaN when there is no comparable pair."""
-    try:
-        return float(concordance_index_censored(np.asarray(event).astype(bool), time, risk)[0])
-    except ValueError:  # sksurv's NoComparablePairException
-        return float("nan")
-
-
-def select_largest_best(alphas: np.ndarray, scores: np.ndarray) -> int:
-    """Index of the highest score; ties (and all-NaN) go to the largest alpha."""
-    finite = np.isfinite(scores)
-    if not finite.any():
-        return int(np.argmax(alphas))
-    tied = np.flatnonzero(finite & (scores >= np.nanmax(scores) - 1e-12))
-    return int(tied[np.argmax(alphas[tied])])
-
-
-def survival_on_grid(curves, grid: np.ndarray) -> np.ndarray:
-    """Evaluate sksurv step functions S(t) at the task's time grid.
-
-    Parameters
-    ----------
-    curves : sequence of sksurv.functions.StepFunction, length n
-    grid : ndarray of float64, shape (T,), task time unit
-
-    Returns
-    -------
-    ndarray of float64, shape (n, T), within [0, 1]
-        S(t) = 1 before a curve's first time point; grid times after its last
-        time point (beyond the training follow-up) hold the last value.
-    """
-    grid = np.asarray(grid, dtype=np.float64)
-    out = np.empty((len(curves), len(grid)), dtype=np.float64)
-    for i, curve in enumerate(curves):
-        out[i] = curve(np.clip(grid, curve.x[0], curve.x[-1]))
-        out[i, grid < curve.x[0]] = 1.0
-    return np.clip(out, 0.0, 1.0)

@@ -25,12 +25,12 @@ import numpy as np
 from scipy.linalg import LinAlgWarning
 from sklearn.exceptions import ConvergenceWarning
 from sksurv.linear_model import CoxPHSurvivalAnalysis
-from sksurv.metrics import concordance_index_censored
 from sksurv.util import Surv
 
 from benchmark.cohort import Cohort
 from benchmark.errors import MethodError
 from benchmark.features import TabularPreprocessor
+from benchmark.selection import pick_largest_best, step_functions_on_grid, val_concordance
 from benchmark.method import Context, Prediction
 
 FALLBACK_STEPS = 6  # extra x10 penalty steps tried when every grid value fails
@@ -103,10 +103,10 @@ class CoxPH:
                 self.notes_.append(f"alpha={alpha:g} skipped: {problem}")
                 continue
             models[alpha] = model
-            self.val_cindex_[alpha] = harrell_c(val_event, val_time, model.predict(x_val))
+            self.val_cindex_[alpha] = val_concordance(val_time, val_event, model.predict(x_val))
         if not models:
             raise MethodError(f"coxph: no penalty gave a fit on '{train.name}': {'; '.join(self.notes_)}")
-        self.alpha_ = select_largest_best(self.val_cindex_)
+        self.alpha_ = list(self.val_cindex_)[pick_largest_best(list(self.val_cindex_), list(self.val_cindex_.values()))]
         self.model_ = models[self.alpha_]
 
     def predict(self, data: Cohort, ctx: Context) -> Prediction:
@@ -121,7 +121,7 @@ class CoxPH:
         x = self.preprocessor_.transform_all(data).astype(np.float64)
         risk = self.model_.predict(x)
         curves = self.model_.predict_survival_function(x, return_array=False)
-        return Prediction(risk=np.asarray(risk, dtype=np.float64), survival=survival_on_grid(curves, ctx.time_grid))
+        return Prediction(risk=np.asarray(risk, dtype=np.float64), survival=step_functions_on_grid(curves, ctx.time_grid))
 
 
 def _clinical_names(cohort: Cohort) -> list[str]:
@@ -148,39 +148,3 @@ def _fit_cox(x: np.ndarray, y: np.ndarray, alpha: float, n_iter: int):
     return model, None
 
 
-def harrell_c(event: np.ndarray, time: np.ndarray, risk: np.ndarray) -> float:
-    """Harrell's concordance index (sksurv), NaN when there is no comparable pair."""
-    try:
-        return float(concordance_index_censored(np.asarray(event).astype(bool), time, risk)[0])
-    except ValueError:  # sksurv's NoComparablePairException
-        return float("nan")
-
-
-def select_largest_best(scores: dict[float, float]) -> float:
-    """Key with the highest score; ties (and all-NaN) go to the largest key."""
-    best = max((s for s in scores.values() if np.isfinite(s)), default=None)
-    if best is None:
-        return max(scores)
-    return max(k for k, s in scores.items() if np.isfinite(s) and s >= best - 1e-12)
-
-
-def survival_on_grid(curves, grid: np.ndarray) -> np.ndarray:
-    """Evaluate sksurv step functions S(t) at the task's time grid.
-
-    Parameters
-    ----------
-    curves : sequence of sksurv.functions.StepFunction, length n
-    grid : ndarray of float64, shape (T,), task time unit
-
-    Returns
-    -------
-    ndarray of float64, shape (n, T), within [0, 1]
-        S(t) = 1 before a curve's first time point; grid times after its last
-        time point (beyond the training follow-up) hold the last value.
-    """
-    grid = np.asarray(grid, dtype=np.float64)
-    out = np.empty((len(curves), len(grid)), dtype=np.float64)
-    for i, curve in enumerate(curves):
-        out[i] = curve(np.clip(grid, curve.x[0], curve.x[-1]))
-        out[i, grid < curve.x[0]] = 1.0
-    return np.clip(out, 0.0, 1.0)

@@ -21,12 +21,12 @@ from __future__ import annotations
 
 import numpy as np
 from sksurv.ensemble import ExtraSurvivalTrees, RandomSurvivalForest
-from sksurv.metrics import concordance_index_censored
 from sksurv.util import Surv
 
 from benchmark.cohort import Cohort
 from benchmark.errors import MethodError
 from benchmark.features import TabularPreprocessor
+from benchmark.selection import step_functions_on_grid, val_concordance
 from benchmark.method import TABULAR_KINDS, Context, Prediction
 
 OMICS_KINDS = [k for k in TABULAR_KINDS if k != "clinical"]
@@ -107,7 +107,7 @@ class RSF:
             random_state=ctx.seed,
         ).fit(x_train, Surv.from_arrays(event.astype(bool), time))
         val_time, val_event = val.labels()
-        self.val_cindex_ = harrell_c(val_event, val_time, self.model_.predict(self._features(val)))
+        self.val_cindex_ = val_concordance(val_time, val_event, self.model_.predict(self._features(val)))
 
     def predict(self, data: Cohort, ctx: Context) -> Prediction:
         """Ensemble mortality as risk and ensemble survival curves on ``ctx.time_grid``.
@@ -121,38 +121,9 @@ class RSF:
         x = self._features(data)
         risk = self.model_.predict(x)
         curves = self.model_.predict_survival_function(x, return_array=False)
-        return Prediction(risk=np.asarray(risk, dtype=np.float64), survival=survival_on_grid(curves, ctx.time_grid))
+        return Prediction(risk=np.asarray(risk, dtype=np.float64), survival=step_functions_on_grid(curves, ctx.time_grid))
 
     def _features(self, data: Cohort) -> np.ndarray:
         blocks = [p.transform_all(data) for p in (self.clinical_preprocessor_, self.omics_preprocessor_) if p is not None]
         return np.hstack(blocks)
 
-
-def harrell_c(event: np.ndarray, time: np.ndarray, risk: np.ndarray) -> float:
-    """Harrell's concordance index (sksurv), NaN when there is no comparable pair."""
-    try:
-        return float(concordance_index_censored(np.asarray(event).astype(bool), time, risk)[0])
-    except ValueError:  # sksurv's NoComparablePairException
-        return float("nan")
-
-
-def survival_on_grid(curves, grid: np.ndarray) -> np.ndarray:
-    """Evaluate sksurv step functions S(t) at the task's time grid.
-
-    Parameters
-    ----------
-    curves : sequence of sksurv.functions.StepFunction, length n
-    grid : ndarray of float64, shape (T,), task time unit
-
-    Returns
-    -------
-    ndarray of float64, shape (n, T), within [0, 1]
-        S(t) = 1 before a curve's first time point; grid times after its last
-        time point (beyond the training follow-up) hold the last value.
-    """
-    grid = np.asarray(grid, dtype=np.float64)
-    out = np.empty((len(curves), len(grid)), dtype=np.float64)
-    for i, curve in enumerate(curves):
-        out[i] = curve(np.clip(grid, curve.x[0], curve.x[-1]))
-        out[i, grid < curve.x[0]] = 1.0
-    return np.clip(out, 0.0, 1.0)

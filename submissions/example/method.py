@@ -23,12 +23,12 @@ from __future__ import annotations
 import numpy as np
 from sklearn.decomposition import PCA
 from sksurv.linear_model import CoxPHSurvivalAnalysis
-from sksurv.metrics import concordance_index_censored
 from sksurv.util import Surv
 
 from benchmark.cohort import Cohort
 from benchmark.errors import MethodError
 from benchmark.features import TabularPreprocessor
+from benchmark.selection import step_functions_on_grid, val_concordance
 from benchmark.method import Context, Prediction
 
 
@@ -80,9 +80,9 @@ class PCACox:
                 model = CoxPHSurvivalAnalysis(alpha=alpha).fit(x_train, y_train)
             except (ValueError, ArithmeticError):  # diverged: try the next (larger) penalty
                 continue
-            c = concordance_index_censored(val_event.astype(bool), val_time, model.predict(x_val))[0]
+            c = val_concordance(val_time, val_event, model.predict(x_val))  # NaN if no comparable pair
             self.val_cindex[alpha] = c
-            if best is None or c >= best[0]:  # ">=": ties go to the larger penalty
+            if best is None or not c < best[0]:  # ties (and NaN) go to the larger penalty
                 best = (c, alpha, model)
         if best is None:
             raise MethodError(f"example-pca-cox: no penalty in {self.alphas} gave a Cox fit on '{train.name}'")
@@ -91,16 +91,10 @@ class PCACox:
     def predict(self, data: Cohort, ctx: Context) -> Prediction:
         x = self.features(data)
         risk = self.model.predict(x)  # linear predictor: higher = shorter survival
-        # sksurv step functions S(t); evaluate them at the task's time grid.
-        # Grid times before the first training time get S = 1; times after the
-        # last training time get the last value of the curve.
-        grid = np.asarray(ctx.time_grid, dtype=np.float64)
-        survival = np.ones((data.n, len(grid)))
-        for i, curve in enumerate(self.model.predict_survival_function(x, return_array=False)):
-            inside = grid >= curve.x[0]
-            if inside.any():
-                survival[i, inside] = curve(np.minimum(grid[inside], curve.x[-1]))
-        return Prediction(risk=risk, survival=survival)
+        # sksurv step functions S(t), evaluated at the task's time grid (S = 1 before
+        # the first training time, the last value after the last training time)
+        curves = self.model.predict_survival_function(x, return_array=False)
+        return Prediction(risk=risk, survival=step_functions_on_grid(curves, ctx.time_grid))
 
     def features(self, data: Cohort) -> np.ndarray:
         """Clinical columns and RNA principal components, shape (n, p_clinical + n_components)."""
