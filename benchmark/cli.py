@@ -4,6 +4,9 @@
                 [--device auto|cpu|cuda] [--out runs/] [--data-root DIR] [--param key=value ...]
     mmbench tasks [list] | tasks show NAME | tasks verify [NAME ...] | tasks make-splits NAME ...
     mmbench leaderboard [--runs runs/] [--out leaderboard/]
+    mmbench grid GRID.toml [--executor local|submitit-local|slurm|ray] [--executor-config FILE]
+    mmbench regress [--reference leaderboard/reference.json] [--update]
+    mmbench speedcheck [--reference leaderboard/speed-reference.json] [--update]
 
 Every error caused by input (task, method, data, split) is printed as one
 line ``mmbench: error: ...`` with exit status 2.
@@ -52,6 +55,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = RunConfig(task=args.task, method=args.method, split_set=args.splits, folds=parse_folds(args.folds),
                        seed=args.seed, device=args.device, out=Path(args.out), data_root=args.data_root,
                        params=dict(parse_param(p) for p in args.param))
+    if args.executor or args.executor_config:
+        return execute_cells_cli(None, config, args)
     console = Console(stderr=True)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, transient=True, disable=args.quiet or not console.is_terminal) as bars:
@@ -217,6 +222,70 @@ def cmd_slides(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def add_executor_arguments(p: argparse.ArgumentParser, default: str | None) -> None:
+    """``--executor``, ``--executor-config``, ``--retries``, ``--max-parallel`` (see benchmark.executors)."""
+    p.add_argument("--executor", default=default, help="local | submitit-local | slurm | ray: one job per "
+                   "(task, method, seed, fold) cell (docs/cluster.md)")
+    p.add_argument("--executor-config", type=Path, help="TOML with [executor], [slurm] and [ray] settings")
+    p.add_argument("--retries", type=int, help="resubmissions of a job that died (default 2)")
+    p.add_argument("--max-parallel", type=int, help="cells at once (submitit-local; Slurm array parallelism)")
+
+
+def execute_cells_cli(cells, base, args: argparse.Namespace) -> int:
+    """Run cells through the chosen executor, print one line per cell and a summary; 1 if any cell failed."""
+    from tabulate import tabulate
+
+    from benchmark.executors import cells_for_run, load_executor_config, run_grid
+
+    config = load_executor_config(args.executor_config, kind=args.executor, retries=args.retries,
+                                  max_parallel=args.max_parallel)
+    cells = cells if cells is not None else cells_for_run(base)
+
+    def report(outcome) -> None:
+        tail = f" ({outcome.error})" if outcome.error else ""
+        print(f"{outcome.status:7s} {outcome.cell.label()}{tail}", file=sys.stderr, flush=True)
+
+    result = run_grid(cells, base, config, on_outcome=report)
+    rows = [[Path(o.cell.method).name, o.cell.task, o.cell.seed, o.cell.fold, o.status, o.attempts,
+             "" if o.wall_s is None else f"{o.wall_s:.1f}", o.error or ""] for o in result.outcomes]
+    print(tabulate(rows, headers=["method", "task", "seed", "fold", "status", "attempts", "wall s", "error"]))
+    runs = sorted({o.run_dir for o in result.outcomes if o.run_dir})
+    print(f"{len(result.outcomes)} cells via {config.kind}: {len(result.failed)} failed; report {result.report_path}")
+    print("runs: " + ", ".join(runs))
+    return 1 if result.failed else 0
+
+
+def cmd_grid(args: argparse.Namespace) -> int:
+    from tabulate import tabulate
+
+    from benchmark.executors import expand_grid, load_grid
+    from benchmark.runner import RunConfig
+
+    cells = expand_grid(load_grid(Path(args.grid)), Path(args.data_root) if args.data_root else None)
+    base = RunConfig(task="", method="", device=args.device, out=Path(args.out),
+                     data_root=Path(args.data_root) if args.data_root else None, in_process=args.in_process)
+    if args.dry_run:
+        print(tabulate([[c.task, c.method, dict(c.params) or "", c.seed, c.fold] for c in cells],
+                       headers=["task", "method", "params", "seed", "fold"]))
+        print(f"{len(cells)} cells")
+        return 0
+    return execute_cells_cli(cells, base, args)
+
+
+def cmd_regress(args: argparse.Namespace) -> int:
+    from benchmark.regress import regress
+
+    return regress(Path(args.reference), update=args.update, cases=args.case or None,
+                   runs_dir=Path(args.runs) if args.runs else None,
+                   data_root=Path(args.data_root) if args.data_root else None)
+
+
+def cmd_speedcheck(args: argparse.Namespace) -> int:
+    from benchmark.speedcheck import speedcheck
+
+    return speedcheck(Path(args.reference), update=args.update, factor=args.factor, only=args.only or None)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmbench", description="Multimodal survival prediction benchmark")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -232,6 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", help="TCGA data root (default $MMBENCH_DATA)")
     p.add_argument("--param", action="append", default=[], help="override a method param: key=value (repeatable)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_executor_arguments(p, None)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("tasks", help="list, show or verify tasks")
@@ -264,6 +334,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runs", default="runs")
     p.add_argument("--out", default="leaderboard")
     p.set_defaults(func=cmd_leaderboard)
+
+    p = sub.add_parser("grid", help="run a grid of tasks x methods x seeds x folds, one job per cell")
+    p.add_argument("grid", help="grid file (TOML: tasks, methods, seeds, folds, split_set, [params])")
+    p.add_argument("--out", default="runs", help="results store (default runs/)")
+    p.add_argument("--device", default="auto", help="auto|cpu|cuda")
+    p.add_argument("--data-root", help="TCGA data root (default $MMBENCH_DATA)")
+    p.add_argument("--in-process", action="store_true", help="run method code in the job process (no worker)")
+    p.add_argument("--dry-run", action="store_true", help="list the cells and stop")
+    add_executor_arguments(p, "local")
+    p.set_defaults(func=cmd_grid)
+
+    p = sub.add_parser("regress", help="rerun the CI reference runs; exit 1 when a metric moves beyond tolerance")
+    p.add_argument("--reference", default="leaderboard/reference.json")
+    p.add_argument("--update", action="store_true", help="rerun and rewrite the reference (a deliberate change)")
+    p.add_argument("--case", action="append", help="only this case, e.g. geo-gse7390/coxph (repeatable)")
+    p.add_argument("--runs", help="results store for the reruns (default: a temporary folder)")
+    p.add_argument("--data-root", help="TCGA data root (default $MMBENCH_DATA)")
+    p.set_defaults(func=cmd_regress)
+
+    p = sub.add_parser("speedcheck", help="time hot paths against reference implementations in one process")
+    p.add_argument("--reference", default="leaderboard/speed-reference.json")
+    p.add_argument("--update", action="store_true", help="measure and rewrite the committed ratios")
+    p.add_argument("--factor", type=float, default=2.0, help="fail when a ratio exceeds factor x its reference")
+    p.add_argument("--only", action="append", help="only this check (repeatable)")
+    p.set_defaults(func=cmd_speedcheck)
     return parser
 
 

@@ -115,6 +115,9 @@ def build_leaderboard(
     notes = dict(n_boot=n_boot, level=level, seed=seed, runs_dir=runs_dir)
     atomic_write_text(readme_path, render_markdown(sections, store.incomplete, warnings, **notes))
     atomic_write_text(html_path, render_html(sections, store.incomplete, warnings, **notes))
+    from benchmark.profile_pages import write_profile_pages
+
+    write_profile_pages(store.complete, out_dir / "profile")
     return LeaderboardResult(table, store.incomplete, warnings, results_path, readme_path, html_path)
 
 
@@ -446,6 +449,7 @@ HEADERS = [
     "mean td-AUC",
     "fit s",
     "predict samples/s",
+    "peak RSS MiB",
     DELTA_HEADER,
 ]
 
@@ -457,6 +461,7 @@ _BEST = {
     "mean td-AUC": ("td_auc_mean_mean", True, 3),
     "fit s": ("fit_s_mean", False, None),
     "predict samples/s": ("predict_samples_per_s_mean", True, None),
+    "peak RSS MiB": ("peak_rss_mb_max", False, None),
     DELTA_HEADER: ("delta_c", True, 3),
 }
 
@@ -557,6 +562,9 @@ def _intro_lines(n_boot: int, level: float, seed: int, runs_dir: Path) -> list[s
         "undefined on these folds (never read as 0).",
         "- **fit s** is the mean fit wall time per fold; **predict samples/s** the mean prediction throughput. "
         "Times are for the record; compare speed only as ratios measured on the same machine.",
+        "- **peak RSS MiB** is the largest resident memory of the method's process over the folds; "
+        "`profile/<method>.md` breaks each run down per fold (fit, predict, worker start-up, data loading "
+        "and scoring) with the hardware it ran on.",
         "- **Δ C vs best classical**: paired difference in Harrell C to the best classical baseline "
         f"({', '.join(CLASSICAL_BASELINES)}; best = highest mean Harrell C on that task and split set) on the "
         f"same test patients, fold by fold, with a paired bootstrap {pct} CI; positive = better than the "

@@ -488,7 +488,7 @@ def test_outputs_are_written_atomically(tmp_path, monkeypatch):
     runs, out = tmp_path / "runs", tmp_path / "leaderboard"
     write_run(runs, TASK, "coxph", "r1", kind="baseline", swaps=range(3))
     build_leaderboard(runs, out, n_boot=20)
-    assert sorted(p.name for p in out.iterdir()) == ["README.md", "index.html", "results.parquet"]
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "index.html", "profile", "results.parquet"]
     before = (out / "README.md").read_bytes()
 
     write_run(runs, TASK, "oracle", "r2")
@@ -500,11 +500,11 @@ def test_outputs_are_written_atomically(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="simulated"):
         build_leaderboard(runs, out, n_boot=20)
     monkeypatch.undo()
-    assert sorted(p.name for p in out.iterdir()) == ["README.md", "index.html", "results.parquet"]
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "index.html", "profile", "results.parquet"]
     assert (out / "README.md").read_bytes() == before
     build_leaderboard(runs, out, n_boot=20)
     assert "oracle" in (out / "README.md").read_text()
-    assert sorted(p.name for p in out.iterdir()) == ["README.md", "index.html", "results.parquet"]
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "index.html", "profile", "results.parquet"]
 
 
 def test_c_index_undefined_in_every_fold_is_na_and_unranked(tmp_path, caplog):
