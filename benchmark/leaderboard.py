@@ -106,6 +106,7 @@ def build_leaderboard(
     store = read_store(runs_dir)
     warnings = list(store.warnings)
     table = leaderboard_table(store.complete, warnings, n_boot=n_boot, seed=seed, level=level)
+    table = with_failed_rows(table, store.failed)
     out_dir.mkdir(parents=True, exist_ok=True)
     results_path = out_dir / "results.parquet"
     readme_path = out_dir / "README.md"
@@ -122,6 +123,64 @@ def build_leaderboard(
 
 
 # --------------------------------------------------------------------------- table
+
+
+def provenance(record: dict) -> dict:
+    """Who, when, which code and which environment a run comes from (from its ``run.json``).
+
+    Returns
+    -------
+    dict
+        ``author`` (str or None; set by ``mmbench submit``), ``date``
+        (``YYYY-MM-DD`` of the submission, else of the run's end or start),
+        ``code_hash`` (sha256 of the method folder) and ``environment`` (one
+        line: Python and torch versions, device and accelerator or CPU).
+    """
+    submission = record.get("submission") or {}
+    versions = record.get("versions") or {}
+    host = record.get("host") or {}
+    date = str(submission.get("submitted") or record.get("finished") or record.get("started") or "")[:10]
+    device = str(record.get("device") or "")
+    hardware = host.get("accelerator") if device == "cuda" else host.get("cpu")
+    parts = [f"py {versions['python']}" if versions.get("python") else None,
+             f"torch {versions['torch']}" if versions.get("torch") not in (None, "absent") else None,
+             " ".join(str(x) for x in (device, f"({hardware})" if hardware else None) if x) or None]
+    return {
+        "author": submission.get("author"),
+        "date": date or None,
+        "code_hash": (record.get("method") or {}).get("code_hash"),
+        "environment": " · ".join(p for p in parts if p) or None,
+    }
+
+
+def with_failed_rows(table: pd.DataFrame, failed: list[Run]) -> pd.DataFrame:
+    """Append one row per failed run (``status`` = ``failed``, ``failure`` = the reason, metrics empty).
+
+    Failed rows are not ranked and never serve as the Δ C reference; within
+    each (task, split set) they follow the ranked rows.
+    """
+    if not failed:
+        return table
+    rows = []
+    for run in failed:
+        record = run.record
+        rows.append({
+            "task": run.task, "split_set": run.split_set, "method": run.method, "run_id": run.run_id,
+            "method_kind": record.get("method_kind"),
+            "modalities": [str(m) for m in record["method"].get("modalities", [])],
+            "val_is_test": run.val_is_test, "seed": record.get("seed"), "n_folds": len(run.folds),
+            "device": record.get("device"), "git_sha": record.get("git_sha"),
+            "split_sha256": record.get("split_sha256"), "is_reference": False,
+            "status": "failed", "failure": run.failure, **provenance(record),
+        })
+    extra = pd.DataFrame(rows).reindex(columns=_COLUMNS)
+    extra = extra.astype({c: "float64" for c in _FLOAT_COLUMNS})
+    combined = pd.concat([table, extra], ignore_index=True) if len(table) else extra
+    order = {name: i for i, name in enumerate(SPLIT_SETS)}
+    combined = combined.assign(_split=combined["split_set"].map(lambda v: order.get(v, len(order))),
+                               _failed=combined["status"].eq("failed"))
+    combined = combined.sort_values(["task", "_split", "split_set", "_failed"], kind="stable")
+    return combined.drop(columns=["_split", "_failed"]).reset_index(drop=True)[_COLUMNS]
 
 
 def is_classical(method: str) -> bool:
@@ -160,7 +219,9 @@ def leaderboard_table(
         peak_accel_mb_max, n_params, device, code_hash, git_sha,
         split_sha256, undefined, method_harrell_c_mean, rank, is_reference,
         delta_c_reference, delta_c, delta_c_low, delta_c_high,
-        delta_c_per_fold`` (NaN / None = not available). Rows are sorted by
+        delta_c_per_fold, status, failure, author, date, environment``
+        (NaN / None = not available; ``status`` is ``ok`` here, ``failed``
+        for the rows :func:`with_failed_rows` adds). Rows are sorted by
         task, split set, rank, seed and run_id.
     """
     rows: list[dict] = []
@@ -203,7 +264,7 @@ _COLUMNS = [
     "ibs_mean", "ibs_sd", "td_auc_mean_mean", "antolini_c_mean", "fit_s_mean", "predict_samples_per_s_mean",
     "peak_rss_mb_max", "peak_accel_mb_max", "n_params", "device", "code_hash", "git_sha", "split_sha256",
     "undefined", "method_harrell_c_mean", "rank", "is_reference", "delta_c_reference", "delta_c", "delta_c_low",
-    "delta_c_high", "delta_c_per_fold",
+    "delta_c_high", "delta_c_per_fold", "status", "failure", "author", "date", "environment",
 ]  # fmt: skip
 _FLOAT_COLUMNS = {
     c for c in _COLUMNS if c.endswith(("_mean", "_sd", "_low", "_high", "_max")) or c == "delta_c"
@@ -280,10 +341,12 @@ def summarize_run(
         "peak_accel_mb_max": _max([p.get("peak_accel_mb") for p in profiles]),
         "n_params": int(n_params[0]) if n_params else None,
         "device": record.get("device"),
-        "code_hash": method.get("code_hash"),
         "git_sha": record.get("git_sha"),
         "split_sha256": record.get("split_sha256"),
         "undefined": undefined or None,
+        "status": "ok",
+        "failure": None,
+        **provenance(record),
     }
 
 
@@ -451,6 +514,8 @@ HEADERS = [
     "predict samples/s",
     "peak RSS MiB",
     DELTA_HEADER,
+    "by · date",
+    "code · environment",
 ]
 
 # column -> (table column, higher is better, decimals or None for 3 significant digits)
@@ -474,13 +539,25 @@ def page_sections(table: pd.DataFrame) -> list[Section]:
         best = {header: _best_text(group, *spec) for header, spec in _BEST.items()}
         rows, crosses_zero = [], False
         for _, row in group.iterrows():
+            by = " · ".join(str(v) for v in (row.get("author"), row.get("date")) if isinstance(v, str) and v)
+            code = str(row["code_hash"])[:12] if isinstance(row.get("code_hash"), str) else NA
+            env = row.get("environment") if isinstance(row.get("environment"), str) else NA
             cells = {
                 "rank": Cell(_int_text(row["rank"]), _num(row["rank"])),
                 "method": Cell(row["method"], row["method"]),
                 "modalities": Cell(", ".join(row["modalities"]) or NA, ", ".join(row["modalities"])),
                 "split set": Cell(split_set + (f" {PUBLISHED_MARK}" if row["val_is_test"] else ""), split_set),
                 "seed": Cell(_int_text(row["seed"]), _num(row["seed"])),
+                "by · date": Cell(by or NA, by),
+                "code · environment": Cell(f"{code} · {env}", code),
             }
+            if row.get("status") == "failed":
+                cells["rank"] = Cell("failed", None)
+                cells[C_HEADER] = Cell(f"FAILED ({row['failure']})", None)
+                for header in HEADERS:
+                    cells.setdefault(header, Cell(NA, None))
+                rows.append([cells[h] for h in HEADERS])
+                continue
             for header, (column, _, decimals) in _BEST.items():
                 value = _num(row[column])
                 text = _fmt(value, decimals)
@@ -571,6 +648,10 @@ def _intro_lines(n_boot: int, level: float, seed: int, runs_dir: Path) -> list[s
         f"baseline. {CROSSES_ZERO_MARK} marks an interval that includes 0 (no clear difference).",
         "- Risk is higher for shorter expected survival. **Bold** = best value of a column within a table. "
         "Rank orders methods by mean Harrell C over all their runs (seeds); each run is one row.",
+        "- **failed** rows: the method raised, ran past the per-fold time or memory limit, died, or returned a "
+        "NaN / wrongly shaped prediction; the reason names the first failed fold (`fold_<k>/failed.json` holds the "
+        "traceback). They are not ranked. **by · date** is the submitter (`mmbench submit --author`) and the date; "
+        "**code · environment** the method folder's sha256 and the Python/torch versions and hardware of the run.",
         f"- {PUBLISHED_MARK} **Published split family** (MCAT / SurvPath): the validation fold is also the "
         "test fold, so model selection saw the test patients and the numbers are **optimistic**; they are here "
         "to reproduce papers, not to compare with the other split sets.",

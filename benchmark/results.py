@@ -7,9 +7,14 @@ Layout (one folder per run, written by the runner)::
     runs/<task>/<method>/<run_id>/fold_<k>/metrics.json
     runs/<task>/<method>/<run_id>/fold_<k>/profile.json
 
+    runs/<task>/<method>/<run_id>/fold_<k>/failed.json   (instead of the three above)
+
 A run is **complete** when every fold listed in ``run.json["folds"]`` has a
-``metrics.json``. Incomplete runs are returned separately so that the
-leaderboard can list them without mixing them into the results table.
+``metrics.json``; it is **failed** when a fold has a ``failed.json`` (the
+method raised, hung, ran out of memory or returned a bad prediction: the
+runner records why and stops); otherwise it is **incomplete**. Incomplete
+and failed runs are returned separately so that the leaderboard can list
+them without mixing them into the ranking.
 
 A corrupt ``run.json``, ``metrics.json`` or ``profile.json`` (unreadable JSON,
 missing or mistyped fields) does not stop the reading of the store: the run is
@@ -73,6 +78,27 @@ class FoldResult:
 
 
 @dataclass(frozen=True)
+class FailedFold:
+    """A fold whose method failed: the parsed ``fold_<k>/failed.json``.
+
+    Attributes
+    ----------
+    fold : int
+    record : dict
+        ``reason`` (one line), ``kind`` (``error``, ``bad_output``,
+        ``time_limit``, ``memory_limit``, ``crashed``, ``protocol``),
+        ``stage``, ``traceback``, ``stderr_tail``, the limits, ``finished``.
+    """
+
+    fold: int
+    record: dict
+
+    @property
+    def reason(self) -> str:
+        return str(self.record.get("reason", "unknown failure"))
+
+
+@dataclass(frozen=True)
 class Run:
     """One run (one method, one task, one split set, one seed) read from the store.
 
@@ -85,18 +111,34 @@ class Run:
     folds : list of FoldResult
         Folds that have a ``metrics.json``, in the order of ``record["folds"]``.
     missing_folds : list of int
-        Folds listed in ``run.json`` that have no ``metrics.json`` yet.
+        Folds listed in ``run.json`` that have neither ``metrics.json`` nor ``failed.json``.
+    failed_folds : list of FailedFold
+        Folds with a ``failed.json``.
     """
 
     dir: Path
     record: dict
     folds: list[FoldResult]
     missing_folds: list[int] = field(default_factory=list)
+    failed_folds: list[FailedFold] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
         """Whether every fold of ``run.json["folds"]`` has its ``metrics.json``."""
-        return not self.missing_folds
+        return not self.missing_folds and not self.failed_folds
+
+    @property
+    def failed(self) -> bool:
+        """Whether a fold failed (``failed.json``)."""
+        return bool(self.failed_folds)
+
+    @property
+    def failure(self) -> str | None:
+        """One line: the first failed fold and its reason; None when no fold failed."""
+        if not self.failed_folds:
+            return None
+        first = self.failed_folds[0]
+        return f"fold {first.fold}: {first.reason}"
 
     @property
     def run_id(self) -> str:
@@ -131,15 +173,18 @@ class Store:
     complete : list of Run
         Runs whose every fold has metrics, sorted by (task, split set, method, run_id).
     incomplete : list of Run
-        Runs with folds still missing, same order.
+        Runs with folds still missing and none failed, same order.
     warnings : list of str
         One line per skipped run: the file at fault and why.
+    failed : list of Run
+        Runs with a failed fold, same order.
     """
 
     root: Path
     complete: list[Run]
     incomplete: list[Run]
     warnings: list[str]
+    failed: list[Run] = field(default_factory=list)
 
 
 def read_store(runs_dir: Path) -> Store:
@@ -154,7 +199,7 @@ def read_store(runs_dir: Path) -> Store:
     Returns
     -------
     Store
-        Complete and incomplete runs, plus the warnings for skipped ones
+        Complete, incomplete and failed runs, plus the warnings for skipped ones
         (each warning is also logged at WARNING level).
 
     Raises
@@ -172,6 +217,7 @@ def read_store(runs_dir: Path) -> Store:
         )
     complete: list[Run] = []
     incomplete: list[Run] = []
+    failed: list[Run] = []
     warnings: list[str] = []
     for run_file in run_files:
         try:
@@ -181,9 +227,9 @@ def read_store(runs_dir: Path) -> Store:
             log.warning(message)
             warnings.append(message)
             continue
-        (complete if run.complete else incomplete).append(run)
+        (complete if run.complete else failed if run.failed else incomplete).append(run)
     key = lambda r: (r.task, r.split_set, r.method, r.run_id)  # noqa: E731
-    return Store(runs_dir, sorted(complete, key=key), sorted(incomplete, key=key), warnings)
+    return Store(runs_dir, sorted(complete, key=key), sorted(incomplete, key=key), warnings, sorted(failed, key=key))
 
 
 def read_run(run_dir: Path) -> Run:
@@ -212,11 +258,18 @@ def read_run(run_dir: Path) -> Run:
     _check_run_record(record, run_file)
     folds: list[FoldResult] = []
     missing: list[int] = []
+    failed: list[FailedFold] = []
     for k in record["folds"]:
         fold_dir = run_dir / f"fold_{k}"
         metrics_file = fold_dir / "metrics.json"
         if not metrics_file.is_file():
-            missing.append(k)
+            if (fold_dir / "failed.json").is_file():
+                failure = _read_json(fold_dir / "failed.json")
+                if failure.get("fold") != k or not isinstance(failure.get("reason"), str):
+                    raise DataError(f"{fold_dir / 'failed.json'}: needs 'fold' = {k} and a 'reason' string")
+                failed.append(FailedFold(k, failure))
+            else:
+                missing.append(k)
             continue
         metrics = _read_json(metrics_file)
         _check_metrics(metrics, k, metrics_file)
@@ -226,7 +279,7 @@ def read_run(run_dir: Path) -> Run:
             profile = _read_json(profile_file)
             _check_profile(profile, profile_file)
         folds.append(FoldResult(k, fold_dir, metrics, profile))
-    return Run(run_dir, record, folds, missing)
+    return Run(run_dir, record, folds, missing, failed)
 
 
 def read_predictions(path: Path) -> pd.DataFrame:

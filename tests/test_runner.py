@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -39,33 +40,52 @@ def test_oracle_predicting_minus_time_scores_one(toy, tmp_path):
     assert record["method_kind"] == "submission" and record["versions"]["numpy"] == np.__version__
 
 
-def test_predict_gets_no_labels_and_only_declared_modalities(toy, tmp_path):
+@pytest.mark.parametrize("in_process", [False, True])
+def test_predict_gets_no_labels_and_only_declared_modalities(toy, tmp_path, in_process):
     data_root, _ = toy
-    result = run(toy_config(data_root, tmp_path, params={"mode": "record"}, folds=[1]))
-    seen = json.loads((result.run_dir / "seen.json").read_text())
+    config = toy_config(data_root, tmp_path, params={"mode": "record"}, folds=[1], in_process=in_process)
+    if in_process:
+        with pytest.raises(RuntimeError) as raised:
+            run(config)
+        message = str(raised.value)
+    else:
+        result = run(config)
+        message = result.failures[1]["reason"]
+        isolation = json.loads((result.run_dir / "run.json").read_text())["isolation"]
+        assert isolation["mode"] == "worker"
+        assert isolation["time_limit_s"] == 7200 and isolation["memory_limit_mb"] == 16384
+    seen = json.loads(message.split("seen ", 1)[1])
     assert seen == {"fit_has_labels": True, "train_n": seen["train_n"], "predict_has_labels": False,
                     "predict_modalities": ["clinical"]}
+    assert seen["train_n"] > 30
 
 
-def test_rerun_skips_finished_folds_and_keeps_results(toy, tmp_path):
-    data_root, _ = toy
-    first = run(toy_config(data_root, tmp_path, folds=[0, 1]))
-    stamp = (first.run_dir / "fold_0" / "metrics.json").stat().st_mtime_ns
-    second = run(toy_config(data_root, tmp_path))
-    assert second.run_dir == first.run_dir
-    assert second.skipped == [0, 1]
-    assert (first.run_dir / "fold_0" / "metrics.json").stat().st_mtime_ns == stamp
-    assert json.loads((first.run_dir / "run.json").read_text())["folds"] == [0, 1, 2, 3, 4]
-
-
-@pytest.mark.parametrize("method,message", [
+BROKEN = [
     ("bad-shape", r"risk has shape \(\d+,\), expected \(\d+,\)"),
     ("nan-risk", "risk holds 1 NaN/inf values"),
-])
-def test_broken_method_output_leaves_nothing_behind(toy, tmp_path, method, message):
+]
+
+
+@pytest.mark.parametrize("method,message", BROKEN)
+def test_broken_method_output_gives_a_failed_record_and_no_result(toy, tmp_path, method, message):
+    """Results store rule: a failed fold leaves fold_<k>/failed.json (a record of the failure), never a
+    predictions/metrics file, and the run stops at that fold."""
+    data_root, _ = toy
+    result = run(toy_config(data_root, tmp_path, method=method))
+    assert list(result.failures) == [0] and result.fold_metrics == {}
+    files = sorted(str(p.relative_to(result.run_dir)) for p in result.run_dir.rglob("*") if p.is_file())
+    assert files == ["fold_0/failed.json", "run.json"]
+    failed = json.loads((result.run_dir / "fold_0" / "failed.json").read_text())
+    assert failed["kind"] == "bad_output" and failed["stage"] == "predict" and failed["fold"] == 0
+    assert re.search(message, failed["reason"]), failed["reason"]
+    assert json.loads((result.run_dir / "run.json").read_text())["finished"] is None
+
+
+@pytest.mark.parametrize("method,message", BROKEN)
+def test_broken_method_output_in_process_raises_and_leaves_nothing_behind(toy, tmp_path, method, message):
     data_root, _ = toy
     with pytest.raises(MethodError, match=message):
-        run(toy_config(data_root, tmp_path, method=method))
+        run(toy_config(data_root, tmp_path, method=method, in_process=True))
     leftovers = [p for p in (tmp_path / "runs").rglob("*") if p.is_file()]
     assert leftovers == []
 
@@ -73,11 +93,23 @@ def test_broken_method_output_leaves_nothing_behind(toy, tmp_path, method, messa
 def test_failure_in_a_later_fold_keeps_finished_folds(toy, tmp_path):
     data_root, _ = toy
     good = run(toy_config(data_root, tmp_path, folds=[0]))
-    with pytest.raises(MethodError):
-        run(toy_config(data_root, tmp_path, params={"mode": "nan-risk"}, folds=[0, 1]))
+    bad = run(toy_config(data_root, tmp_path, params={"mode": "nan-risk"}, folds=[0, 1]))
+    assert list(bad.failures) == [0] and not (bad.run_dir / "fold_1").exists()  # stops at the first failure
     # a different param set is a different run id: the first run is untouched
     assert (good.run_dir / "fold_0" / "metrics.json").is_file()
     assert not any(p.name.startswith(".fold") for p in good.run_dir.parent.rglob("*"))
+
+
+def test_rerun_retries_a_failed_fold(toy, tmp_path):
+    data_root, _ = toy
+    config = toy_config(data_root, tmp_path, folds=[2])
+    first = run(config)
+    fold = first.run_dir / "fold_2"
+    (fold / "metrics.json").unlink()  # turn the finished fold into a failed one
+    (fold / "failed.json").write_text(json.dumps({"fold": 2, "failed": True, "reason": "x"}))
+    second = run(config)
+    assert second.skipped == [] and not second.failures
+    assert sorted(p.name for p in fold.iterdir()) == ["metrics.json", "predictions.parquet", "profile.json"]
 
 
 def test_method_needing_absent_modality_fails_before_training(toy, tmp_path):
