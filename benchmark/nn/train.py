@@ -165,6 +165,7 @@ def train_model(
     risk_fn: Callable[[torch.Tensor], np.ndarray] | None = None,
     val_labels: tuple[np.ndarray, np.ndarray] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    parameters: list[dict] | None = None,
 ) -> TrainResult:
     """Train ``model`` in place and leave it with the best-validation weights, in eval mode.
 
@@ -183,6 +184,10 @@ def train_model(
         Validation labels for the C-index; needed with ``monitor == "cindex"``.
     progress : callable, optional
         Called as ``progress(epoch, config.epochs)`` after each epoch (1-based).
+    parameters : list of dict, optional
+        Optimiser parameter groups (e.g. a lower learning rate for pretrained
+        encoders, :func:`benchmark.pretrain.strategies.parameter_groups`);
+        default every parameter of ``model`` at ``config.lr``.
 
     Returns
     -------
@@ -210,7 +215,7 @@ def train_model(
     rng = seed_everything(config.seed)
     model.to(dev)
     train_inputs, train_targets = _to(train_inputs, dev), _to(train_targets, dev)
-    optimiser = optimisers[config.optimizer](model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimiser = optimisers[config.optimizer](parameters or model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
 
     best_score, best_epoch, best_state = math.inf, 0, None
     history: list[dict[str, float]] = []

@@ -1,0 +1,320 @@
+"""``mmbench ablate CONFIG.toml``: the transfer-learning ablation grid and its report.
+
+The grid is tasks x methods x pretraining strategies x regimes x label
+budgets x seeds (x folds), each cell one run of :func:`benchmark.runner.run`
+(so every cell is resumable: finished folds are skipped, and pretraining is
+cached per fold and seed in ``<out>/.pretrain-cache``). The reference
+strategy ``none`` is run once per label budget (regime ``scratch``: the same
+architecture, no pretraining).
+
+Config (example: ``leaderboard/ablation.example.toml``)::
+
+    out = "runs/ablation"             # results store
+    report = "leaderboard/ablation"   # where the page and plots go
+    tasks = ["tcga-blca", "cardio-trace"]
+    methods = ["baselines/early-fusion"]
+    strategies = ["none", "masked", "contrastive"]
+    regimes = ["finetune"]            # probe | finetune
+    label_budgets = [1.0, 0.25]
+    seeds = [0, 1]
+    folds = [0, 1, 2]                 # omit for every fold
+    corpus = "auto"                   # or a table task -> corpus
+    split_set = "own"
+    [params]                          # method params for every cell
+    epochs = 30
+
+Report (``<report>/``): ``README.md`` (per task: C-index of each strategy
+minus ``none``, paired by fold and seed, with a bootstrap 95 % CI over the
+(fold, seed) pairs, a note where it crosses 0; which strategies win where;
+cancer-vs-cardio agreement of strategy rankings as Kendall's tau with a
+bootstrap CI), ``cells.csv`` (one row per fold), ``differences.csv``, and
+``budget-<task>-<method>.png`` label-budget curves.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from benchmark.errors import MMBenchError
+
+N_BOOT = 2000
+
+
+@dataclass(frozen=True)
+class AblationCell:
+    """One run of the grid: task, method, strategy, regime, label budget, seed."""
+
+    task: str
+    method: str
+    strategy: str
+    regime: str
+    budget: float
+    seed: int
+
+
+def load_ablation(path: Path) -> dict[str, Any]:
+    """Read and check an ablation config.
+
+    Raises
+    ------
+    MMBenchError
+        Missing file or field, or an unknown strategy/regime.
+    """
+    from benchmark.pretrain.strategies import REGIMES, STRATEGIES
+
+    path = Path(path)
+    if not path.is_file():
+        raise MMBenchError(f"ablation config '{path}' does not exist")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as exc:
+        raise MMBenchError(f"{path}: invalid TOML ({exc})") from None
+    for key in ("tasks", "methods", "strategies"):
+        if not raw.get(key):
+            raise MMBenchError(f"{path}: field '{key}' is missing or empty")
+    raw.setdefault("regimes", ["finetune"])
+    raw.setdefault("label_budgets", [1.0])
+    raw.setdefault("seeds", [0])
+    for s in raw["strategies"]:
+        if s not in STRATEGIES:
+            raise MMBenchError(f"{path}: unknown strategy '{s}' (known: {', '.join(STRATEGIES)})")
+    for r in raw["regimes"]:
+        if r not in REGIMES:
+            raise MMBenchError(f"{path}: unknown regime '{r}' (known: {', '.join(REGIMES)})")
+    return raw
+
+
+def ablation_cells(config: dict[str, Any]) -> list[AblationCell]:
+    """The grid's runs; ``none`` once per (task, method, budget, seed) with regime ``scratch``."""
+    cells = []
+    strategies = list(config["strategies"])
+    if "none" not in strategies:
+        strategies = ["none", *strategies]  # the reference every difference needs
+    for task in config["tasks"]:
+        for method in config["methods"]:
+            for budget in config["label_budgets"]:
+                for seed in config["seeds"]:
+                    for strategy in strategies:
+                        regimes = ["scratch"] if strategy == "none" else config["regimes"]
+                        cells += [AblationCell(task, method, strategy, r, float(budget), int(seed)) for r in regimes]
+    return cells
+
+
+def _corpus_for(config: dict[str, Any], task: str) -> str:
+    corpus = config.get("corpus", "auto")
+    return str(corpus.get(task, "auto")) if isinstance(corpus, dict) else str(corpus)
+
+
+def run_ablation(config_path: Path, out: Path | None = None, report: Path | None = None,
+                 data_root: Path | None = None, device: str = "auto", in_process: bool = False,
+                 log=print) -> Path:
+    """Run (or resume) every cell of the grid, then write the report; returns the report folder.
+
+    Raises
+    ------
+    MMBenchError
+        Bad config, task, method or data; a failed fold is reported and left
+        out of the report (rerun to retry it).
+    """
+    from benchmark.runner import RunConfig, run
+
+    config = load_ablation(config_path)
+    out = Path(out or config.get("out", "runs/ablation"))
+    report = Path(report or config.get("report", "leaderboard/ablation"))
+    rows = []
+    cells = ablation_cells(config)
+    for i, cell in enumerate(cells, 1):
+        params = {**config.get("params", {}), "pretrain_strategy": cell.strategy, "regime": cell.regime,
+                  "label_budget": cell.budget, "pretrain_corpus": _corpus_for(config, cell.task)}
+        result = run(RunConfig(task=cell.task, method=cell.method, split_set=config.get("split_set", "own"),
+                               folds=config.get("folds"), seed=cell.seed, device=device, out=out,
+                               data_root=data_root, params=params, in_process=in_process))
+        status = f"{len(result.skipped)} skipped" if result.skipped else "ran"
+        if result.failures:
+            status += "; FAILED folds " + ", ".join(f"{f} ({v.get('reason', '')})" for f, v in result.failures.items())
+        log(f"[{i}/{len(cells)}] {cell.task} {Path(cell.method).name} {cell.strategy}/{cell.regime} "
+            f"budget={cell.budget:g} seed={cell.seed}: {status}")
+        for fold, metrics in result.fold_metrics.items():
+            rows.append({"task": cell.task, "method": Path(cell.method).name, "strategy": cell.strategy,
+                         "regime": cell.regime, "budget": cell.budget, "seed": cell.seed, "fold": fold,
+                         "harrell_c": metrics.get("harrell_c"), "run_dir": str(result.run_dir)})
+    frame = pd.DataFrame(rows)
+    write_report(frame, report, command=f"mmbench ablate {config_path}")
+    return report
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def paired_differences(frame: pd.DataFrame) -> pd.DataFrame:
+    """C-index of each (strategy, regime) minus ``none`` at the same task, method, budget, seed and fold.
+
+    Returns one row per pair: task, method, strategy, regime, budget, seed, fold, diff.
+    """
+    keys = ["task", "method", "budget", "seed", "fold"]
+    reference = frame[frame["strategy"] == "none"][keys + ["harrell_c"]].rename(columns={"harrell_c": "reference"})
+    others = frame[frame["strategy"] != "none"].merge(reference, on=keys, how="inner")
+    others["diff"] = others["harrell_c"] - others["reference"]
+    return others[keys[:2] + ["strategy", "regime"] + keys[2:] + ["harrell_c", "reference", "diff"]]
+
+
+def bootstrap_mean_ci(values: np.ndarray, n_boot: int = N_BOOT, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap CI of the mean over the (fold, seed) pairs; (nan, nan) with fewer than 2 pairs."""
+    values = np.asarray(values, dtype=np.float64)
+    if len(values) < 2:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), size=(n_boot, len(values)))].mean(axis=1)
+    alpha = (1 - level) / 2
+    low, high = np.quantile(means, [alpha, 1 - alpha])
+    return float(low), float(high)
+
+
+def summarise_differences(diffs: pd.DataFrame) -> pd.DataFrame:
+    """Per task, method, strategy, regime, budget: mean difference, 95 % CI, pairs, whether the CI crosses 0."""
+    rows = []
+    for key, group in diffs.groupby(["task", "method", "strategy", "regime", "budget"], sort=True):
+        low, high = bootstrap_mean_ci(group["diff"].to_numpy())
+        rows.append({**dict(zip(["task", "method", "strategy", "regime", "budget"], key)),
+                     "mean_diff": float(group["diff"].mean()), "ci_low": low, "ci_high": high,
+                     "n_pairs": len(group), "crosses_0": not (low > 0 or high < 0)})
+    return pd.DataFrame(rows)
+
+
+def domain_of(task: str) -> str:
+    """``cardio`` for cardiovascular tasks, else ``cancer``."""
+    return "cardio" if task.startswith("cardio-") else "cancer"
+
+
+def ranking_agreement(diffs: pd.DataFrame, n_boot: int = N_BOOT, seed: int = 0) -> dict[str, Any] | None:
+    """Kendall's tau between the cancer and cardio mean differences over (method, strategy, regime, budget) items.
+
+    Each item's score in a domain is the mean over that domain's tasks of the
+    task's mean paired difference. The CI resamples (fold, seed) pairs within
+    each task (percentile bootstrap). None when a domain is absent or fewer
+    than 3 items are shared.
+    """
+    from scipy.stats import kendalltau
+
+    item = ["method", "strategy", "regime", "budget"]
+    diffs = diffs.assign(domain=diffs["task"].map(domain_of))
+    if diffs["domain"].nunique() < 2:
+        return None
+
+    def scores(frame: pd.DataFrame) -> pd.DataFrame:
+        per_task = frame.groupby(["domain", "task", *item])["diff"].mean().reset_index()
+        return per_task.groupby(["domain", *item])["diff"].mean().unstack("domain").dropna()
+
+    table = scores(diffs)
+    if len(table) < 3:
+        return None
+    tau = float(kendalltau(table["cancer"], table["cardio"]).statistic)
+    rng = np.random.default_rng(seed)
+    groups = [g for _, g in diffs.groupby(["task", *item])]
+    taus = []
+    for _ in range(n_boot):
+        sample = pd.concat([g.iloc[rng.integers(0, len(g), len(g))] for g in groups])
+        t = scores(sample)
+        value = kendalltau(t["cancer"], t["cardio"]).statistic if len(t) >= 3 else np.nan
+        if np.isfinite(value):
+            taus.append(value)
+    low, high = (np.quantile(taus, [0.025, 0.975]) if taus else (np.nan, np.nan))
+    return {"tau": tau, "ci_low": float(low), "ci_high": float(high), "n_items": len(table),
+            "n_boot": len(taus), "table": table.reset_index()}
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _fmt(value: float) -> str:
+    return "n/a" if value is None or not np.isfinite(value) else f"{value:+.3f}"
+
+
+def budget_plot(frame: pd.DataFrame, task: str, method: str, path: Path) -> None:
+    """Label-budget curve: mean Harrell C (± sd over fold x seed) per strategy/regime vs budget; PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = frame[(frame["task"] == task) & (frame["method"] == method)]
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for (strategy, regime), group in data.groupby(["strategy", "regime"]):
+        stats = group.groupby("budget")["harrell_c"].agg(["mean", "std"]).sort_index()
+        label = strategy if strategy == "none" else f"{strategy} ({regime})"
+        ax.errorbar(stats.index * 100, stats["mean"], yerr=stats["std"].fillna(0), marker="o", capsize=3, label=label)
+    ax.set_xlabel("labelled training patients (%)")
+    ax.set_ylabel("Harrell's C (test folds)")
+    ax.set_title(f"{task} · {method}")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_report(frame: pd.DataFrame, report: Path, command: str = "") -> Path:
+    """Write ``README.md``, ``cells.csv``, ``differences.csv`` and the budget plots into ``report``."""
+    from tabulate import tabulate
+
+    report.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(report / "cells.csv", index=False)
+    lines = ["# Transfer-learning ablation", "",
+             f"Generated by `{command}`. Harrell's C on each fold's test patients; differences are "
+             "strategy minus `none` (same task, method, label budget, seed and fold), mean over the "
+             f"(fold, seed) pairs with a percentile bootstrap 95 % CI over those pairs ({N_BOOT} resamples).", ""]
+    if frame.empty:
+        (report / "README.md").write_text("\n".join(lines + ["No finished cells."]) + "\n")
+        return report
+    diffs = paired_differences(frame)
+    summary = summarise_differences(diffs) if not diffs.empty else pd.DataFrame()
+    summary.to_csv(report / "differences.csv", index=False)
+    for task in sorted(frame["task"].unique()):
+        lines += [f"## {task}", ""]
+        ref = frame[(frame["task"] == task) & (frame["strategy"] == "none")].groupby(["method", "budget"])["harrell_c"]
+        lines += ["Reference (`none`): " + "; ".join(f"{m} @ {b:.0%}: C = {v:.3f}" for (m, b), v in ref.mean().items()), ""]
+        part = summary[summary["task"] == task] if not summary.empty else summary
+        if part.empty:
+            lines += ["No paired cells yet.", ""]
+            continue
+        rows = [[r.method, r.strategy, r.regime, f"{r.budget:.0%}", _fmt(r.mean_diff),
+                 f"[{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]", r.n_pairs, "CI crosses 0" if r.crosses_0 else ""]
+                for r in part.itertuples()]
+        lines += [tabulate(rows, headers=["method", "strategy", "regime", "budget", "ΔC vs none", "95 % CI",
+                                          "pairs", "note"], tablefmt="github"), ""]
+        for method in sorted(frame[frame["task"] == task]["method"].unique()):
+            name = f"budget-{task}-{method}.png"
+            budget_plot(frame, task, method, report / name)
+            lines += [f"![label-budget curve {task} {method}]({name})", ""]
+    lines += ["## Which strategies win where", ""]
+    if summary.empty:
+        lines += ["No paired cells yet.", ""]
+    for (task, method, budget), group in (summary.groupby(["task", "method", "budget"]) if not summary.empty else []):
+        best = group.sort_values("mean_diff", ascending=False).iloc[0]
+        verdict = ("no strategy beats `none` (every mean difference <= 0)" if best.mean_diff <= 0 else
+                   f"best: {best.strategy} ({best.regime}) {_fmt(best.mean_diff)}"
+                   + (" — CI crosses 0, not distinguishable from `none`" if best.crosses_0 else " — CI excludes 0"))
+        lines.append(f"- {task} · {method} · {budget:.0%} labels: {verdict}")
+    lines += ["", "## Do the insights transfer? Cancer vs cardiovascular", ""]
+    agreement = ranking_agreement(diffs) if not diffs.empty else None
+    if agreement is None:
+        lines += ["Needs both cancer and cardiovascular tasks with at least 3 shared (method, strategy, regime, "
+                  "budget) items.", ""]
+    else:
+        lines += [f"Kendall's tau between the cancer and cardiovascular mean differences over "
+                  f"{agreement['n_items']} (method, strategy, regime, budget) items: "
+                  f"**tau = {agreement['tau']:+.2f}**, bootstrap 95 % CI [{agreement['ci_low']:+.2f}, "
+                  f"{agreement['ci_high']:+.2f}] ({agreement['n_boot']} resamples of the (fold, seed) pairs "
+                  "within each task).", ""]
+        table = agreement["table"]
+        lines += [tabulate([[r.method, r.strategy, r.regime, f"{r.budget:.0%}", _fmt(r.cancer), _fmt(r.cardio)]
+                            for r in table.itertuples()],
+                           headers=["method", "strategy", "regime", "budget", "ΔC cancer", "ΔC cardio"],
+                           tablefmt="github"), ""]
+    (report / "README.md").write_text("\n".join(lines) + "\n")
+    return report
