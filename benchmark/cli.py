@@ -2,6 +2,7 @@
 
     mmbench run --task T --method PATH [--splits own|site|mcat|survpath] [--folds 0,1] [--seed N]
                 [--device auto|cpu|cuda] [--out runs/] [--data-root DIR] [--param key=value ...]
+                [--features ENCODER] [--dx1-only]
     mmbench tasks [list] | tasks show NAME | tasks verify [NAME ...] | tasks make-splits NAME ...
     mmbench leaderboard [--runs runs/] [--out leaderboard/]
     mmbench grid GRID.toml [--executor local|submitit-local|slurm|ray] [--executor-config FILE]
@@ -54,7 +55,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     config = RunConfig(task=args.task, method=args.method, split_set=args.splits, folds=parse_folds(args.folds),
                        seed=args.seed, device=args.device, out=Path(args.out), data_root=args.data_root,
-                       params=dict(parse_param(p) for p in args.param))
+                       params=dict(parse_param(p) for p in args.param), features=args.features,
+                       dx1_only=args.dx1_only)
     if args.executor or args.executor_config:
         return execute_cells_cli(None, config, args)
     console = Console(stderr=True)
@@ -300,6 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs", help="results store (default runs/)")
     p.add_argument("--data-root", help="TCGA data root (default $MMBENCH_DATA)")
     p.add_argument("--param", action="append", default=[], help="override a method param: key=value (repeatable)")
+    p.add_argument("--features", help="encoder of the WSI patch features (<data-root>/features/<encoder>/; "
+                   "default: the only one present)")
+    p.add_argument("--dx1-only", action="store_true", help="WSI bags from each patient's DX1 slide only")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     add_executor_arguments(p, None)
     p.set_defaults(func=cmd_run)

@@ -53,7 +53,8 @@ def require_data_root(task: TaskSpec, data_root: Path | None, relative: str) -> 
     return path
 
 
-def load_cohort(task: TaskSpec, data_root: str | Path | None = None) -> Cohort:
+def load_cohort(task: TaskSpec, data_root: str | Path | None = None, features: str | None = None,
+                dx1_only: bool = False) -> Cohort:
     """Load a task's cohort, one row per patient.
 
     Parameters
@@ -61,12 +62,22 @@ def load_cohort(task: TaskSpec, data_root: str | Path | None = None) -> Cohort:
     task : TaskSpec
     data_root : path, optional
         Needed by ``tcga`` tasks (else ``$MMBENCH_DATA``).
+    features : str, optional
+        Encoder whose patch features form the ``wsi`` modality of a TCGA task
+        (``<data-root>/features/<encoder>/``); default: the only encoder folder
+        present. Without a ``features/`` folder the ``wsi`` modality is left out
+        (a method that needs it then fails before training).
+    dx1_only : bool
+        Build each patient's bag from their ``-DX1`` slide only (default: all
+        their slides); see :func:`benchmark.bags.wsi_frame`.
 
     Returns
     -------
     Cohort
         Tabular modalities as float64 DataFrames indexed by patient_id; for
-        TCGA, ``groups`` holds ``site`` and ``slide_ids`` ('|'-joined).
+        TCGA, ``groups`` holds ``site`` and ``slide_ids`` ('|'-joined), and a
+        ``wsi`` modality (when features are prepared) is a bag table
+        (``bag_paths``, ``n_patches``; see :mod:`benchmark.bags`).
 
     Raises
     ------
@@ -87,12 +98,28 @@ def load_cohort(task: TaskSpec, data_root: str | Path | None = None) -> Cohort:
     modalities, kinds = {}, {}
     for spec in task.modalities.values():
         if spec.kind == "wsi":
-            continue  # patch-feature bags are attached by the slide pipeline
+            frame = _wsi_modality(task, root, table, patient_id, features, dx1_only)
+            if frame is not None:
+                modalities[spec.name], kinds[spec.name] = frame, spec.kind
+            continue
         modalities[spec.name] = _modality_frame(table, spec, source, patient_id)
         kinds[spec.name] = spec.kind
     groups = {k: table[k].astype(str).to_numpy() for k in ("site", "slide_ids") if k in table}
     return Cohort(name=task.name, patient_id=patient_id, modalities=modalities, kinds=kinds,
                   time=time, event=event, groups=groups)
+
+
+def _wsi_modality(task: TaskSpec, root: Path | None, table: pd.DataFrame, patient_id: np.ndarray,
+                  features: str | None, dx1_only: bool) -> pd.DataFrame | None:
+    """The bag table of a TCGA task's wsi modality, or None when no features are prepared."""
+    from benchmark.bags import features_dir, wsi_frame
+
+    if task.source != "tcga" or root is None or "slide_ids" not in table:
+        return None
+    folder = features_dir(root, features)
+    if folder is None:
+        return None
+    return wsi_frame(patient_id, table["slide_ids"].astype(str).to_numpy(), folder, dx1_only)
 
 
 def _modality_frame(table: pd.DataFrame, spec, source: str, patient_id: np.ndarray) -> pd.DataFrame:

@@ -7,6 +7,8 @@
     entry = "method.py:CoxPH"           # file inside the folder : class name
     modalities = ["clinical"]           # modality kinds the method needs
     paper = "Cox (1972) ..."            # paper or URL
+    optional_modalities = ["wsi"]       # kinds used when the task has them (optional)
+    missing_modalities = "drop"         # patients without slides: "drop" from train/val or "impute"
     [params]                            # defaults, overridable by --param k=v
     alpha = 0.1
 

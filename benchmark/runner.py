@@ -67,6 +67,11 @@ class RunConfig:
         TCGA data root (else ``$MMBENCH_DATA``).
     params : dict
         Overrides of the method's default params.
+    features : str or None
+        Encoder of the patch features that form a TCGA task's ``wsi``
+        modality (``<data-root>/features/<encoder>/``); None = the only one present.
+    dx1_only : bool
+        Bags from each patient's DX1 slide only (default: all their slides).
     """
 
     task: str
@@ -78,6 +83,8 @@ class RunConfig:
     out: Path = Path("runs")
     data_root: Path | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    features: str | None = None
+    dx1_only: bool = False
 
 
 @dataclass
@@ -150,6 +157,37 @@ def seed_everything(seed: int) -> None:
         pass
 
 
+def missing_policy(spec: MethodSpec) -> str:
+    """A method's ``missing_modalities`` declaration: ``drop`` (default) or ``impute``.
+
+    ``drop``: patients without slides (NaN ``n_patches`` in a wsi modality) are
+    removed from the train and val views before ``fit``. ``impute``: the method
+    gets every patient and handles missing bags itself (an empty bag; a
+    multimodal method uses the other modalities). Test views always keep every
+    patient, whatever the policy: every test patient is scored, and a method
+    must predict for a patient with an empty bag (the mmbench MIL blocks pool an
+    empty bag to zeros, so a WSI-only model gives such patients one constant
+    risk).
+
+    Raises
+    ------
+    MethodError
+        Any other value.
+    """
+    value = spec.extra.get("missing_modalities", "drop")
+    if value not in ("drop", "impute"):
+        raise MethodError(f"{spec.path / 'method.toml'}: missing_modalities must be 'drop' or 'impute', got {value!r}")
+    return value
+
+
+def drop_missing_bags(view: Cohort) -> Cohort:
+    """The view without the patients whose wsi bag is missing (NaN ``n_patches``); unchanged without a wsi modality."""
+    keep = np.ones(view.n, dtype=bool)
+    for name in view.modality_names(["wsi"]):
+        keep &= view.modalities[name]["n_patches"].notna().to_numpy()
+    return view if keep.all() else view.take(np.flatnonzero(keep))
+
+
 def run(config: RunConfig, on_fold: Callable[[int, dict], None] | None = None,
         progress: Any = None) -> RunResult:
     """Run a method on a task, fold by fold, writing the results store.
@@ -182,13 +220,17 @@ def run(config: RunConfig, on_fold: Callable[[int, dict], None] | None = None,
     if isinstance(override, str):
         override = [m for m in override.split(",") if m]
     modalities = resolve_modalities(spec, task.kinds, override)
-    if any(task.kinds[m] == "wsi" for m in modalities):
+    data_root = resolve_data_root(config.data_root)
+    device = resolve_device(config.device)
+    cohort = load_cohort(task, data_root, features=config.features, dx1_only=config.dx1_only)
+    if any(task.kinds[m] == "wsi" and m not in cohort.modalities for m in modalities):
         raise MethodError(
             f"method '{spec.name}' needs modality 'wsi' but no patch features are prepared for task '{task.name}': "
             "run `mmbench slides prepare` into <data-root>/features/<encoder>/<slide_id>.h5 first")
-    data_root = resolve_data_root(config.data_root)
-    device = resolve_device(config.device)
-    cohort = load_cohort(task, data_root)
+    missing_policy(spec)
+    if not override:  # kinds a method uses when the task has them (e.g. fusion baselines with a WSI branch)
+        modalities += [m for m, k in cohort.kinds.items()
+                       if k in spec.extra.get("optional_modalities", []) and m not in modalities]
     split = load_split_set(task, config.split_set, data_root)
     folds = split.folds if config.folds is None else list(config.folds)
     unknown = [f for f in folds if f not in split.folds]
@@ -263,6 +305,8 @@ def run_fold(task: TaskSpec, spec: MethodSpec, cls: type, params: dict, cohort: 
              fold: int, modalities: list[str], seed: int, device: str, fold_dir: Path, progress: Any) -> dict:
     """Fit, predict and score one fold; write its folder atomically; return its metrics."""
     train, val, test = fold_views(cohort, split, fold, modalities)
+    if missing_policy(spec) == "drop":
+        train, val = drop_missing_bags(train), drop_missing_bags(val)
     test_time, test_event = test.labels()
     train_time, train_event = train.labels()
     seed_everything(seed)

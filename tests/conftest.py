@@ -99,3 +99,51 @@ def toy(tmp_path, monkeypatch):
     data_root, tasks = write_toy(tmp_path, toy_slides())
     monkeypatch.setenv("MMBENCH_TASKS", str(tasks))
     return data_root, tasks
+
+
+def write_toy_bags(data_root: Path, slides: pd.DataFrame, encoder: str = "toy-encoder", dim: int = 32,
+                   patches: tuple[int, int] = (40, 160), seed: int = 0, skip: tuple[str, ...] = ()) -> Path:
+    """Write SYNTHETIC patch-feature bags for a toy TCGA-layout cohort; return the feature folder.
+
+    One ``<slide_id without .svs>.h5`` per slide under ``<data_root>/features/<encoder>/`` in the
+    CLAM/TRIDENT layout of ``mmbench slides prepare`` (``features`` (N, dim) float16, ``coords``
+    (N, 2) int64). Planted signal: 20-50 % of a slide's patches are "tumour" patches, N(0, 1) noise
+    plus a prototype direction plus ``(2 q - 1)`` times a risk direction, where ``q`` is the
+    patient's risk rank in [0, 1] (1 = shortest survival); the other patches are pure noise.
+    An attention-MIL model must find the tumour patches and read the risk off them. Slides named
+    in ``skip`` get no file (patients without slides).
+    """
+    import h5py
+
+    rng = np.random.default_rng(seed)
+    folder = data_root / "features" / encoder
+    folder.mkdir(parents=True, exist_ok=True)
+    prototype, direction = rng.normal(size=(2, dim))
+    prototype *= 2.0 * np.sqrt(dim) / np.linalg.norm(prototype)  # 2 noise sd per feature on average
+    direction *= 1.5 * np.sqrt(dim) / np.linalg.norm(direction)
+    patients = slides.drop_duplicates("case_id").set_index("case_id")["survival_months"]
+    risk_rank = 1.0 - patients.rank(pct=True)  # 1 = shortest survival
+    for _, row in slides.iterrows():
+        if row["slide_id"] in skip:
+            continue
+        n = int(rng.integers(*patches))
+        features = rng.normal(size=(n, dim))
+        tumour = rng.random(n) < rng.uniform(0.2, 0.5)
+        features[tumour] += prototype + (2 * risk_rank[row["case_id"]] - 1) * direction
+        coords = np.stack([np.arange(n) % 50, np.arange(n) // 50], axis=1).astype(np.int64) * 256
+        with h5py.File(folder / f"{row['slide_id'].removesuffix('.svs')}.h5", "w") as f:
+            f.create_dataset("features", data=features.astype(np.float16))
+            f.create_dataset("coords", data=coords)
+            f.attrs["encoder"] = encoder
+    return folder
+
+
+@pytest.fixture
+def toy_wsi(tmp_path, monkeypatch):
+    """(data_root, tasks_dir) of a SYNTHETIC task 'toy' (90 patients) with SYNTHETIC bags;
+    patient TCGA-CD-0000's slides have no file (missing modality)."""
+    slides = toy_slides(90)
+    data_root, tasks = write_toy(tmp_path, slides)
+    write_toy_bags(data_root, slides, patches=(20, 80), skip=("TCGA-0000-DX1.svs", "TCGA-0000-DX2.svs"))
+    monkeypatch.setenv("MMBENCH_TASKS", str(tasks))
+    return data_root, tasks

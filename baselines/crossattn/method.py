@@ -15,6 +15,13 @@ The query tokens attend over the context tokens (MCAT's genomic-guided
 co-attention, where the context was the WSI patch bag); each stream then
 passes a small transformer and gated attention pooling, the two vectors are
 concatenated and mapped to per-bin hazards (MCAT NLL, early stopping on val).
+
+**WSI mode** (MCAT proper): when the task has a ``wsi`` modality (patch
+features prepared; ``optional_modalities = ["wsi"]``), the context tokens are
+the patient's WSI patches (Linear + ReLU on the patch features) instead of the
+clinical variables: the gene-group tokens attend over the bag's patches
+(packed bags, :mod:`benchmark.nn.mil`), and the two streams are encoded and
+pooled as above. Clinical modalities are then not used.
 """
 
 import torch
@@ -25,7 +32,9 @@ from benchmark.features import TabularPreprocessor
 from benchmark.method import Prediction
 from benchmark.nn.discrete import discrete_prediction, discrete_targets, fit_bins, nll_objective, risk_from_hazards
 from benchmark.nn.encoders import SNN, GroupTokenizer, VariableTokenizer, gene_families, gene_groups
-from benchmark.nn.fusion import CoAttention
+from benchmark.bags import feature_dim
+from benchmark.nn.fusion import AttentionPool, CoAttention, _transformer
+from benchmark.nn.mil import BagCrossAttention, MILConfig, PatchEmbedding, bag_data, predict_mil, train_mil
 from benchmark.nn.heads import HazardHead
 from benchmark.nn.train import TrainConfig, predict, seed_everything, train_model
 
@@ -55,6 +64,34 @@ class CoAttentionNet(nn.Module):
         return self.head(self.fusion(fused))
 
 
+class CoAttentionMILNet(CoAttentionNet):
+    """Gene-group tokens (n, Q, dim) attend over each bag's patch tokens (MCAT); PackedBags + dict -> hazards."""
+
+    def __init__(self, query_dims, groups, in_dim, dim, group_hidden, n_heads, n_layers, dropout,
+                 attention_dropout, n_bins):
+        nn.Module.__init__(self)
+        self.query = nn.ModuleDict({
+            m: GroupTokenizer(groups[m], dim, group_hidden, dropout) if m in groups
+            else SNN(p, (group_hidden, dim), dropout)
+            for m, p in query_dims.items()
+        })
+        self.patches = PatchEmbedding(in_dim, dim, dropout)
+        self.coattention = BagCrossAttention(dim, n_heads, attention_dropout)
+        self.attended_encoder = _transformer(dim, n_heads, n_layers, attention_dropout)
+        self.query_encoder = _transformer(dim, n_heads, n_layers, attention_dropout)
+        self.attended_pool = AttentionPool(dim, dropout=attention_dropout)
+        self.query_pool = AttentionPool(dim, dropout=attention_dropout)
+        self.fusion = SNN(2 * dim, (dim,), dropout)
+        self.head = HazardHead(dim, n_bins)
+
+    def forward(self, bags, inputs):
+        query = self.query_tokens(inputs)
+        attended = self.coattention(query, self.patches(bags.features), bags)
+        attended, _ = self.attended_pool(self.attended_encoder(attended))
+        queried, _ = self.query_pool(self.query_encoder(query))
+        return self.head(self.fusion(torch.cat([attended, queried], dim=1)))
+
+
 class CrossAttention:
     def __init__(self, gene_groups="mcat", chunk_size=256, min_group_size=5, data_root="", dim=64, group_hidden=128,
                  n_heads=4, n_layers=1, dropout=0.25, attention_dropout=0.1, n_bins=4, alpha=0.0, max_features=2000,
@@ -76,6 +113,9 @@ class CrossAttention:
         return inputs
 
     def fit(self, train, val, ctx):
+        self.wsi = next(iter(train.modality_names(["wsi"])), None)
+        if self.wsi is not None:
+            return self._fit_wsi(train, val, ctx)
         self.prep = TabularPreprocessor(max_features=self.max_features).fit(train)
         dims = self.prep.dims()
         self.clinical = [m for m in train.modality_names(["clinical"]) if dims[m] > 0]
@@ -106,7 +146,35 @@ class CrossAttention:
             progress=ctx.progress,
         )
 
+    def _fit_wsi(self, train, val, ctx):
+        """MCAT: gene-group tokens (omics; clinical groups without omics) x WSI patch tokens."""
+        tabular = train.modality_names(["rna", "cnv", "mut"]) or train.modality_names(["clinical"])
+        self.prep = TabularPreprocessor(max_features=self.max_features).fit(train, tabular)
+        self.query_modalities = [m for m in tabular if self.prep.dims()[m] > 0]
+        families = gene_families(self.gene_groups, self.data_root)
+        self.groups = {}
+        for m in train.modality_names(["rna"]):
+            if m in self.query_modalities:
+                _, self.groups[m] = gene_groups(self.prep.columns[m], families, self.chunk_size, self.min_group_size)
+        self.in_dim = feature_dim(train.modalities[self.wsi])
+        self.edges = fit_bins(*train.labels(), self.n_bins)
+        self.config = MILConfig.from_params(**self.train_params, seed=ctx.seed, device=ctx.device)
+        seed_everything(ctx.seed)
+        self.model = CoAttentionMILNet({m: self.prep.dims()[m] for m in self.query_modalities}, self.groups,
+                                       self.in_dim, n_bins=len(self.edges) - 1, **self.net_params)
+        self.result = train_mil(self.model, nll_objective(self.alpha), self._bags(train, self.edges),
+                                self._bags(val, self.edges), self.in_dim, self.config,
+                                risk_fn=lambda hazards: risk_from_hazards(hazards.numpy()), progress=ctx.progress)
+
+    def _bags(self, data, edges=None):
+        inputs = {m: torch.from_numpy(self.prep.transform(data, m)) for m in self.query_modalities}
+        return bag_data(data, self.wsi, inputs, edges)
+
     def predict(self, data, ctx):
+        if self.wsi is not None:
+            hazards = predict_mil(self.model, self._bags(data), self.in_dim, self.config)
+            risk, survival = discrete_prediction(hazards.numpy(), self.edges, ctx.time_grid)
+            return Prediction(risk=risk, survival=survival)
         hazards = predict(self.model, self._inputs(data), device=ctx.device)
         risk, survival = discrete_prediction(hazards.numpy(), self.edges, ctx.time_grid)
         return Prediction(risk=risk, survival=survival)

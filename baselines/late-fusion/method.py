@@ -16,6 +16,12 @@ Weights (``combine``):
 
 The survival curve is the same weighted mixture of the unimodal curves, so it
 stays non-increasing and within [0, 1].
+
+**WSI branch**: when the task has a ``wsi`` modality (patch features prepared;
+``optional_modalities = ["wsi"]``), one more unimodal model is trained on it:
+gated attention MIL on the bag (:class:`~benchmark.nn.mil.ABMILEncoder`, packed
+bag batches); its risk joins the weighted sum like any other modality's. A
+patient without slides gets that model's empty-bag risk.
 """
 
 import numpy as np
@@ -25,11 +31,13 @@ from sksurv.util import Surv
 from torch import nn
 
 from benchmark.errors import MethodError
+from benchmark.bags import feature_dim
 from benchmark.features import TabularPreprocessor
-from benchmark.method import Prediction
+from benchmark.method import TABULAR_KINDS, Prediction
 from benchmark.nn.discrete import discrete_prediction, discrete_targets, fit_bins, nll_objective, risk_from_hazards
 from benchmark.nn.encoders import SNN, widths
 from benchmark.nn.heads import HazardHead
+from benchmark.nn.mil import ABMILEncoder, MILConfig, bag_data, predict_mil, train_mil
 from benchmark.nn.train import TrainConfig, predict, seed_everything, train_model
 
 
@@ -46,9 +54,22 @@ class UnimodalNet(nn.Module):
         return self.head(self.encoder(inputs["x"]))
 
 
+class BagNet(nn.Module):
+    """The WSI bag -> ABMIL embedding -> hazards (n_bags, n_bins)."""
+
+    def __init__(self, in_dim, dim, dropout, n_bins):
+        super().__init__()
+        self.encoder = ABMILEncoder(in_dim, dim, dim // 2, dim, dropout)
+        self.head = HazardHead(dim, n_bins)
+
+    def forward(self, bags, inputs):
+        return self.head(self.encoder(bags))
+
+
 class LateFusion:
     def __init__(self, hidden=(128, 64), dropout=0.25, n_bins=4, alpha=0.0, max_features=2000, combine="cox",
-                 cox_penalty=1.0, modalities=None, **train_params):
+                 cox_penalty=1.0, wsi_dim=256, modalities=None, **train_params):
+        self.wsi_dim = int(wsi_dim)
         if combine not in ("cox", "mean"):
             raise MethodError(f"late-fusion: combine must be 'cox' or 'mean', got '{combine}'")
         self.hidden = widths(hidden)
@@ -63,14 +84,21 @@ class LateFusion:
     def _inputs(self, data, m):
         return {"x": torch.from_numpy(self.prep.transform(data, m))}
 
+    def _hazards(self, data, m, ctx):
+        if m == self.wsi:
+            return predict_mil(self.models[m], bag_data(data, m), self.in_dim, self.mil_config).numpy()
+        return predict(self.models[m], self._inputs(data, m), device=ctx.device).numpy()
+
     def _unimodal(self, data, ctx):
         """Per-modality (risk (n, M), survival (n, M, T))."""
-        out = [discrete_prediction(predict(self.models[m], self._inputs(data, m), device=ctx.device).numpy(),
-                                   self.edges, ctx.time_grid) for m in self.modalities]
+        out = [discrete_prediction(self._hazards(data, m, ctx), self.edges, ctx.time_grid) for m in self.modalities]
         return np.stack([r for r, _ in out], axis=1), np.stack([s for _, s in out], axis=1)
 
     def fit(self, train, val, ctx):
-        self.prep = TabularPreprocessor(max_features=self.max_features).fit(train)
+        self.wsi = next(iter(train.modality_names(["wsi"])), None)
+        self.prep = TabularPreprocessor(max_features=self.max_features)
+        if train.modality_names(TABULAR_KINDS):  # fit(train, []) would fit every modality, the bag table included
+            self.prep.fit(train, train.modality_names(TABULAR_KINDS))
         self.modalities = [m for m, d in self.prep.dims().items() if d > 0]
         self.edges = fit_bins(*train.labels(), self.n_bins)
         config = TrainConfig.from_params(**self.train_params, seed=ctx.seed, device=ctx.device)
@@ -86,9 +114,22 @@ class LateFusion:
             )
             if ctx.progress is not None:
                 ctx.progress(len(self.results), len(self.modalities))
+        if self.wsi is not None:
+            self._fit_wsi(train, val, ctx)
         train_risk, _ = self._unimodal(train, ctx)
         self.mean, self.sd = train_risk.mean(axis=0), np.maximum(train_risk.std(axis=0), 1e-12)
         self.weights = self._fit_weights(val, ctx)
+
+    def _fit_wsi(self, train, val, ctx):
+        self.in_dim = feature_dim(train.modalities[self.wsi])
+        self.mil_config = MILConfig.from_params(**self.train_params, seed=ctx.seed, device=ctx.device)
+        seed_everything(ctx.seed)
+        self.models[self.wsi] = BagNet(self.in_dim, self.wsi_dim, self.dropout, len(self.edges) - 1)
+        self.results[self.wsi] = train_mil(
+            self.models[self.wsi], nll_objective(self.alpha), bag_data(train, self.wsi, edges=self.edges),
+            bag_data(val, self.wsi, edges=self.edges), self.in_dim, self.mil_config,
+            risk_fn=lambda hazards: risk_from_hazards(hazards.numpy()))
+        self.modalities.append(self.wsi)
 
     def _fit_weights(self, val, ctx):
         equal = np.full(len(self.modalities), 1.0 / len(self.modalities))
