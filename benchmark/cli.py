@@ -3,14 +3,20 @@
     mmbench run --task T --method PATH [--splits own|site|mcat|survpath] [--folds 0,1] [--seed N]
                 [--device auto|cpu|cuda] [--out runs/] [--data-root DIR] [--param key=value ...]
                 [--features ENCODER] [--dx1-only]
+                [--time-limit 2h] [--memory-limit 16G] [--labels-root DIR] [--in-process]
+    mmbench validate PATH [--task T]
+    mmbench submit PATH --task T [--author NAME] [--bundles bundles/] [run options]
     mmbench tasks [list] | tasks show NAME | tasks verify [NAME ...] | tasks make-splits NAME ...
     mmbench leaderboard [--runs runs/] [--out leaderboard/]
     mmbench grid GRID.toml [--executor local|submitit-local|slurm|ray] [--executor-config FILE]
+    mmbench ablate CONFIG.toml [--out runs/ablation] [--report leaderboard/ablation] [--data-root DIR]
     mmbench regress [--reference leaderboard/reference.json] [--update]
     mmbench speedcheck [--reference leaderboard/speed-reference.json] [--update]
 
 Every error caused by input (task, method, data, split) is printed as one
-line ``mmbench: error: ...`` with exit status 2.
+line ``mmbench: error: ...`` with exit status 2. A method that fails in its
+worker (raises, hangs, out of memory, NaN) gives ``mmbench: fold K failed:
+...`` and exit status 1; so does ``validate`` with problems.
 """
 
 from __future__ import annotations
@@ -53,10 +59,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from benchmark.runner import RunConfig, run
 
-    config = RunConfig(task=args.task, method=args.method, split_set=args.splits, folds=parse_folds(args.folds),
-                       seed=args.seed, device=args.device, out=Path(args.out), data_root=args.data_root,
-                       params=dict(parse_param(p) for p in args.param), features=args.features,
-                       dx1_only=args.dx1_only)
+    config = run_config(args)
     if args.executor or args.executor_config:
         return execute_cells_cli(None, config, args)
     console = Console(stderr=True)
@@ -93,6 +96,56 @@ def cmd_run(args: argparse.Namespace) -> int:
     rows.append(summary + [""])
     print(tabulate(rows, headers=["fold", "n", "events", "Harrell C", "Uno C", "td-AUC", "IBS", "Antolini C", ""]))
     print(f"results: {result.run_dir}")
+    return report_failures(result)
+
+
+def run_config(args: argparse.Namespace):
+    """The RunConfig of ``run``/``submit`` arguments."""
+    from benchmark.runner import RunConfig
+    from benchmark.worker import Limits, parse_duration, parse_memory
+
+    limits = Limits(time_s=parse_duration(args.time_limit), memory_mb=parse_memory(args.memory_limit))
+    return RunConfig(task=args.task, method=args.method, split_set=args.splits, folds=parse_folds(args.folds),
+                     seed=args.seed, device=args.device, out=Path(args.out), data_root=args.data_root,
+                     params=dict(parse_param(p) for p in args.param), features=getattr(args, "features", None),
+                     dx1_only=getattr(args, "dx1_only", False), limits=limits, in_process=args.in_process,
+                     labels_root=args.labels_root)
+
+
+def report_failures(result) -> int:
+    """One stderr line per failed fold; exit status 1 when a fold failed, else 0."""
+    for fold, failure in sorted(result.failures.items()):
+        print(f"mmbench: fold {fold} failed: {failure['reason']} (details: {result.run_dir / f'fold_{fold}'})",
+              file=sys.stderr)
+    return 1 if result.failures else 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from benchmark.validate import print_validation, validate_method
+    from benchmark.worker import Limits, parse_duration, parse_memory
+
+    limits = Limits(time_s=parse_duration(args.time_limit), memory_mb=parse_memory(args.memory_limit))
+    validation = validate_method(args.path, args.task, data_root=args.data_root, labels_root=args.labels_root,
+                                 limits=limits)
+    return print_validation(args.path, validation)
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from benchmark.runner import run
+    from benchmark.submit import write_bundle
+    from benchmark.validate import print_validation, validate_method
+    from benchmark.worker import Limits
+
+    validation = validate_method(args.method, args.task, data_root=args.data_root, labels_root=args.labels_root,
+                                 limits=Limits(time_s=600.0))
+    if not validation.ok:
+        return print_validation(args.method, validation)
+    result = run(run_config(args))
+    if result.failures:
+        return report_failures(result)
+    bundle, archive = write_bundle(result.run_dir, Path(args.bundles), args.author)
+    print(f"bundle: {bundle}\narchive: {archive}\n"
+          f"a maintainer adds it with: tar xzf {archive.name} -C runs/ && mmbench leaderboard")
     return 0
 
 
@@ -224,6 +277,15 @@ def cmd_slides(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def add_worker_arguments(p: argparse.ArgumentParser) -> None:
+    """Flags of the worker process that runs method code (see README "Submissions")."""
+    p.add_argument("--time-limit", default="2h", help="wall time per fold: 90s, 30m, 2h or none (default 2h)")
+    p.add_argument("--memory-limit", default="16G", help="resident memory per fold: 512M, 16G or none (default 16G)")
+    p.add_argument("--labels-root", help="labels root of a private cohort (default $MMBENCH_LABELS)")
+    p.add_argument("--in-process", action="store_true",
+                   help="debug: run the method in this process (no isolation, no limits, errors propagate)")
+
+
 def add_executor_arguments(p: argparse.ArgumentParser, default: str | None) -> None:
     """``--executor``, ``--executor-config``, ``--retries``, ``--max-parallel`` (see benchmark.executors)."""
     p.add_argument("--executor", default=default, help="local | submitit-local | slurm | ray: one job per "
@@ -274,6 +336,17 @@ def cmd_grid(args: argparse.Namespace) -> int:
     return execute_cells_cli(cells, base, args)
 
 
+def cmd_ablate(args: argparse.Namespace) -> int:
+    from benchmark.ablate import run_ablation
+
+    report = run_ablation(Path(args.config), out=Path(args.out) if args.out else None,
+                          report=Path(args.report) if args.report else None,
+                          data_root=Path(args.data_root) if args.data_root else None, device=args.device,
+                          in_process=args.in_process, log=lambda line: print(line, file=sys.stderr, flush=True))
+    print(f"ablation report: {report / 'README.md'}")
+    return 0
+
+
 def cmd_regress(args: argparse.Namespace) -> int:
     from benchmark.regress import regress
 
@@ -306,8 +379,33 @@ def build_parser() -> argparse.ArgumentParser:
                    "default: the only one present)")
     p.add_argument("--dx1-only", action="store_true", help="WSI bags from each patient's DX1 slide only")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_worker_arguments(p)
     add_executor_arguments(p, None)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("validate", help="check a method folder (manifest, import, signatures, smoke fit/predict)")
+    p.add_argument("path", help="method folder")
+    p.add_argument("--task", default="geo-gse7390", help="task for the modality check and smoke run")
+    p.add_argument("--data-root", help="TCGA data root (default $MMBENCH_DATA)")
+    p.add_argument("--labels-root", help="labels root of a private cohort (default $MMBENCH_LABELS)")
+    p.add_argument("--time-limit", default="10m", help="limit of the smoke fold (default 10m)")
+    p.add_argument("--memory-limit", default="16G", help="memory limit of the smoke fold (default 16G)")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("submit", help="validate, run (or reuse the run) and write a result bundle")
+    p.add_argument("method", help="method folder")
+    p.add_argument("--task", required=True)
+    p.add_argument("--author", help="who submits (shown on the leaderboard)")
+    p.add_argument("--bundles", default="bundles", help="where the bundle is written (default bundles/)")
+    p.add_argument("--splits", default="own")
+    p.add_argument("--folds", help="comma-separated folds (default: all)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", default="runs", help="results store the run goes to (default runs/)")
+    p.add_argument("--data-root", help="TCGA data root (default $MMBENCH_DATA)")
+    p.add_argument("--param", action="append", default=[])
+    add_worker_arguments(p)
+    p.set_defaults(func=cmd_submit)
 
     p = sub.add_parser("tasks", help="list, show or verify tasks")
     p.add_argument("action", nargs="?", choices=["list", "show", "verify", "make-splits"])
@@ -349,6 +447,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="list the cells and stop")
     add_executor_arguments(p, "local")
     p.set_defaults(func=cmd_grid)
+
+    p = sub.add_parser("ablate", help="transfer-learning ablation grid (strategies x regimes x label budgets)")
+    p.add_argument("config", help="ablation config (TOML; example: leaderboard/ablation.example.toml)")
+    p.add_argument("--out", help="results store (default: the config's out)")
+    p.add_argument("--report", help="report folder (default: the config's report)")
+    p.add_argument("--device", default="auto", help="auto|cpu|cuda")
+    p.add_argument("--data-root", help="TCGA data root (default $MMBENCH_DATA)")
+    p.add_argument("--in-process", action="store_true", help="run method code in this process (debug)")
+    p.set_defaults(func=cmd_ablate)
 
     p = sub.add_parser("regress", help="rerun the CI reference runs; exit 1 when a metric moves beyond tolerance")
     p.add_argument("--reference", default="leaderboard/reference.json")

@@ -53,7 +53,36 @@ def require_data_root(task: TaskSpec, data_root: Path | None, relative: str) -> 
     return path
 
 
-def load_cohort(task: TaskSpec, data_root: str | Path | None = None, features: str | None = None,
+def resolve_labels_root(labels_root: str | Path | None) -> Path | None:
+    """The labels root of a private cohort: the argument, else ``$MMBENCH_LABELS``, else None."""
+    value = labels_root or os.environ.get("MMBENCH_LABELS")
+    return Path(value).expanduser() if value else None
+
+
+def label_sources(task: TaskSpec, data_root: str | Path | None = None,
+                  labels_root: str | Path | None = None) -> list[Path]:
+    """Files and folders holding a task's survival labels, which method code must never read.
+
+    A task with a ``labels`` field (private layout) keeps its labels in
+    ``<labels-root>/<labels>``: the whole labels root is returned. A public
+    TCGA task keeps them in its cohort file (and the SurvPath metadata for
+    DSS/PFI). SurvSet and scikit-survival cohorts ship inside installed
+    packages and are public: nothing is returned for them.
+    """
+    root = resolve_data_root(data_root)
+    if task.extra.get("labels"):
+        labels = resolve_labels_root(labels_root)
+        return [labels] if labels is not None else []
+    if task.source != "tcga" or root is None:
+        return []
+    paths = [root / "omics" / f"tcga_{task.dataset}_all_clean.csv.zip"]
+    if task.endpoint != "OS":
+        paths.append(root / "survpath" / "metadata" / f"tcga_{task.dataset}.csv")
+    return [p for p in paths if p.exists()]
+
+
+def load_cohort(task: TaskSpec, data_root: str | Path | None = None,
+                labels_root: str | Path | None = None, features: str | None = None,
                 dx1_only: bool = False) -> Cohort:
     """Load a task's cohort, one row per patient.
 
@@ -62,6 +91,9 @@ def load_cohort(task: TaskSpec, data_root: str | Path | None = None, features: s
     task : TaskSpec
     data_root : path, optional
         Needed by ``tcga`` tasks (else ``$MMBENCH_DATA``).
+    labels_root : path, optional
+        For a task with a ``labels`` field (private cohort): the folder holding
+        that labels file (else ``$MMBENCH_LABELS``); see :func:`label_sources`.
     features : str, optional
         Encoder whose patch features form the ``wsi`` modality of a TCGA task
         (``<data-root>/features/<encoder>/``); default: the only encoder folder
@@ -88,7 +120,7 @@ def load_cohort(task: TaskSpec, data_root: str | Path | None = None, features: s
     """
     root = resolve_data_root(data_root)
     if task.source == "tcga":
-        table, source = _read_tcga(task, root)
+        table, source = _read_tcga(task, root, resolve_labels_root(labels_root))
     elif task.source == "survset":
         table, source = _read_survset(task)
     else:
@@ -160,12 +192,14 @@ def one_hot(values: pd.Series, prefix: str) -> pd.DataFrame:
     return frame
 
 
-def _read_tcga(task: TaskSpec, root: Path | None) -> tuple[pd.DataFrame, str]:
+def _read_tcga(task: TaskSpec, root: Path | None, labels_root: Path | None = None) -> tuple[pd.DataFrame, str]:
     omics = require_data_root(task, root, f"omics/tcga_{task.dataset}_all_clean.csv.zip")
     try:
         slides = pd.read_csv(omics, low_memory=False)
     except Exception as exc:  # unreadable zip or CSV
         raise DataError(f"{omics}: cannot read ({type(exc).__name__}: {exc})") from None
+    if task.extra.get("labels"):
+        slides = _merge_private_labels(task, slides, labels_root)
     for col in ("case_id", "slide_id", "site", "survival_months", "censorship"):
         if col not in slides.columns:
             raise DataError(f"{omics}: field '{col}' is missing")
@@ -197,6 +231,27 @@ def _read_tcga(task: TaskSpec, root: Path | None) -> tuple[pd.DataFrame, str]:
     labels = pd.DataFrame({"patient_id": patients["case_id"], "time": patients["survival_months"],
                            "event": 1 - censorship, "slide_ids": patients["case_id"].map(slide_ids)})
     return pd.concat([patients, labels], axis=1), str(omics)
+
+
+def _merge_private_labels(task: TaskSpec, slides: pd.DataFrame, labels_root: Path | None) -> pd.DataFrame:
+    """Attach labels kept apart from the inputs: ``<labels-root>/<labels>`` with case_id, survival_months, censorship.
+
+    Patients of the inputs without a row in the labels file are left out.
+    """
+    if labels_root is None:
+        raise DataError(f"task '{task.name}' keeps its labels in a separate file '{task.extra['labels']}': "
+                        "pass --labels-root DIR or set MMBENCH_LABELS")
+    path = labels_root / str(task.extra["labels"])
+    if not path.is_file():
+        raise DataError(f"{path} not found: task '{task.name}' expects its labels file there")
+    labels = pd.read_csv(path, dtype={"case_id": str})
+    for col in ("case_id", "survival_months", "censorship"):
+        if col not in labels.columns:
+            raise DataError(f"{path}: field '{col}' is missing")
+    if labels["case_id"].duplicated().any():
+        raise DataError(f"{path}: duplicate patient '{labels['case_id'][labels['case_id'].duplicated()].iloc[0]}'")
+    inputs = slides.drop(columns=["survival_months", "censorship"], errors="ignore")
+    return inputs.merge(labels[["case_id", "survival_months", "censorship"]], on="case_id", how="inner")
 
 
 def _read_survset(task: TaskSpec) -> tuple[pd.DataFrame, str]:

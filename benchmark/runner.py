@@ -7,19 +7,27 @@ Layout written (see README "Results store")::
     <out>/<task>/<method>/<run_id>/fold_<k>/metrics.json
     <out>/<task>/<method>/<run_id>/fold_<k>/profile.json
 
+    <out>/<task>/<method>/<run_id>/fold_<k>/failed.json     (instead, when the method failed)
+
 A fold folder is assembled under a temporary name and renamed into place
-only when all three files are written, so a fold is either complete or
-absent; rerunning the same command skips complete folds. The method sees
-train/val views with labels and a test view without; the runner alone
-computes metrics from the test labels.
+only when all its files are written, so a fold is either complete, failed
+or absent; rerunning the same command skips complete folds and retries
+failed ones. The method's code runs in a worker process
+(:mod:`benchmark.worker`) that sees train/val views with labels and a test
+view without, under per-fold time and memory limits; the runner alone holds
+the test labels and computes metrics, and writes a fold's files only after
+its worker has exited. A method that raises, hangs, runs out of memory or
+returns a bad prediction gets ``fold_<k>/failed.json`` with the reason and
+the run stops there (a failed record, not a partial result).
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import hashlib
 import json
 import os
-import random
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -33,13 +41,15 @@ import pandas as pd
 from benchmark import metrics as survival_metrics
 from benchmark.cohort import Cohort
 from benchmark.errors import DataError, MethodError
-from benchmark.loaders import load_cohort, resolve_data_root
-from benchmark.method import Context, MethodSpec, check_prediction, load_class, load_spec, resolve_modalities
-from benchmark.profiling import (PeakMemory, Stopwatch, count_parameters, git_sha, host_info, package_versions,
-                                 thread_count)
+from benchmark.loaders import label_sources, load_cohort, resolve_data_root
+from benchmark.method import MethodSpec, Prediction, check_prediction, load_class, load_spec, resolve_modalities
+from benchmark.pretrain.stage import budget_subset, pretrain_fold, transfer_settings
+from benchmark.profiling import git_sha, host_info, package_versions
 from benchmark.splits import SplitSet, load_split_set, patients_in_several_roles
 from benchmark.store import atomic_write_json, atomic_write_parquet
 from benchmark.task import TaskSpec, load_task
+from benchmark.worker import (FoldOutcome, Limits, WorkerServer, failure_record, make_job, preload_modules,
+                              run_in_process, sandbox_available, seed_everything)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -67,6 +77,13 @@ class RunConfig:
         TCGA data root (else ``$MMBENCH_DATA``).
     params : dict
         Overrides of the method's default params.
+    limits : Limits
+        Per-fold wall-time and memory limits of the worker (defaults 2 h, 16 GiB).
+    in_process : bool
+        Debug mode: run the method in this process (no isolation, no limits,
+        its exceptions propagate and nothing is recorded for a failing fold).
+    labels_root : Path or None
+        Labels root of a private cohort (else ``$MMBENCH_LABELS``).
     features : str or None
         Encoder of the patch features that form a TCGA task's ``wsi``
         modality (``<data-root>/features/<encoder>/``); None = the only one present.
@@ -83,17 +100,26 @@ class RunConfig:
     out: Path = Path("runs")
     data_root: Path | None = None
     params: dict[str, Any] = field(default_factory=dict)
+    limits: Limits = field(default_factory=Limits)
+    in_process: bool = False
+    labels_root: Path | None = None
     features: str | None = None
     dx1_only: bool = False
 
 
 @dataclass
 class RunResult:
-    """Where a run landed and its per-fold metrics (``fold_metrics[k]`` is metrics.json's content)."""
+    """Where a run landed, its per-fold metrics (metrics.json's content) and failed folds (failed.json's)."""
 
     run_dir: Path
     fold_metrics: dict[int, dict[str, Any]]
     skipped: list[int]
+    failures: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> bool:
+        """Whether a fold failed (the run stopped there)."""
+        return bool(self.failures)
 
 
 def resolve_device(device: str) -> str:
@@ -143,18 +169,6 @@ def fold_views(cohort: Cohort, split: SplitSet, fold: int, modalities: list[str]
     for role in ("train", "val", "test"):
         views.append(cohort.select(split.members(fold, role)).with_modalities(modalities))
     return tuple(views)
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch (when importable) for reproducible folds."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    try:
-        import torch
-
-        torch.manual_seed(seed)
-    except ImportError:
-        pass
 
 
 def missing_policy(spec: MethodSpec) -> str:
@@ -207,14 +221,18 @@ def run(config: RunConfig, on_fold: Callable[[int, dict], None] | None = None,
     Raises
     ------
     TaskError, MethodError, DataError
-        Unknown task or method, split hash mismatch, absent modality, bad
-        labels, or a method that returns the wrong shape/NaN. Nothing partial
-        is left behind: a fold folder appears only when complete, and a run
-        folder with no complete fold is removed.
+        Unknown task or method, split hash mismatch, absent modality or bad
+        labels (all found before any method code runs). The method's own
+        misbehaviour (raises, hangs, out of memory, wrong shape, NaN) is not
+        raised: the fold gets ``failed.json``, the run stops and
+        ``RunResult.failures`` says why. In ``in_process`` mode it is raised
+        instead and nothing partial is left behind: a fold folder appears only
+        when complete, and a run folder with no complete fold is removed.
     """
     task = load_task(config.task)
     spec = load_spec(config.method)
-    cls = load_class(spec)
+    if config.in_process:
+        load_class(spec)  # import errors surface here, with their traceback, in debug mode
     params = {**spec.params, **config.params}
     override = params.pop("modalities", None)
     if isinstance(override, str):
@@ -222,7 +240,7 @@ def run(config: RunConfig, on_fold: Callable[[int, dict], None] | None = None,
     modalities = resolve_modalities(spec, task.kinds, override)
     data_root = resolve_data_root(config.data_root)
     device = resolve_device(config.device)
-    cohort = load_cohort(task, data_root, features=config.features, dx1_only=config.dx1_only)
+    cohort = load_cohort(task, data_root, config.labels_root, features=config.features, dx1_only=config.dx1_only)
     if any(task.kinds[m] == "wsi" and m not in cohort.modalities for m in modalities):
         raise MethodError(
             f"method '{spec.name}' needs modality 'wsi' but no patch features are prepared for task '{task.name}': "
@@ -241,22 +259,33 @@ def run(config: RunConfig, on_fold: Callable[[int, dict], None] | None = None,
     run_dir = Path(config.out) / task.name / spec.name / run_id
     existed = run_dir.exists()
     record = run_record(task, spec, split, params, modalities, config, device, run_id, folds, run_dir)
+    record["transfer"] = transfer_settings(params).as_dict()  # pretraining / regime / label budget (benchmark.pretrain)
     atomic_write_json(run_dir / "run.json", record)
+    # the worker may read neither the results store nor the files holding labels
+    forbidden = [*store_paths(Path(config.out), keep=[spec.path, REPO / "benchmark"]),
+                 *(str(p) for p in label_sources(task, data_root, config.labels_root))]
     results: dict[int, dict[str, Any]] = {}
+    failures: dict[int, dict[str, Any]] = {}
     skipped: list[int] = []
+    server = None if config.in_process else WorkerServer(forbidden, preload_modules(spec.path, spec.entry))
     try:
-        for i, fold in enumerate(folds):
-            fold_dir = run_dir / f"fold_{fold}"
-            if (fold_dir / "metrics.json").is_file():
-                results[fold] = json.loads((fold_dir / "metrics.json").read_text())
-                skipped.append(fold)
-            else:
-                results[fold] = run_fold(task, spec, cls, params, cohort, split, fold, modalities, config.seed,
-                                         device, fold_dir, progress)
-            if on_fold:
-                on_fold(fold, results[fold])
-            if progress:
-                progress("fold", i + 1, len(folds))
+        with server or contextlib.nullcontext():
+            for i, fold in enumerate(folds):
+                fold_dir = run_dir / f"fold_{fold}"
+                if (fold_dir / "metrics.json").is_file():
+                    results[fold] = json.loads((fold_dir / "metrics.json").read_text())
+                    skipped.append(fold)
+                else:
+                    outcome = run_fold(task, spec, params, cohort, split, fold, modalities, config, device,
+                                       fold_dir, progress, server)
+                    if "failed" in outcome:
+                        failures[fold] = outcome
+                        break
+                    results[fold] = outcome
+                if on_fold:
+                    on_fold(fold, results[fold])
+                if progress:
+                    progress("fold", i + 1, len(folds))
     except BaseException:
         if not existed and not any(run_dir.glob("fold_*/metrics.json")):
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -264,7 +293,17 @@ def run(config: RunConfig, on_fold: Callable[[int, dict], None] | None = None,
     if all((run_dir / f"fold_{f}" / "metrics.json").is_file() for f in record["folds"]):
         record["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         atomic_write_json(run_dir / "run.json", record)
-    return RunResult(run_dir=run_dir, fold_metrics=results, skipped=skipped)
+    return RunResult(run_dir=run_dir, fold_metrics=results, skipped=skipped, failures=failures)
+
+
+def store_paths(out: Path, keep: list[Path]) -> list[str]:
+    """What of the results store a worker must not read: ``out`` itself, or, when ``out`` holds a path the
+    worker needs (``--out .`` in the repository), every entry of it except the ones leading to ``keep``."""
+    out = out.resolve()
+    keep = [Path(k).resolve() for k in keep]
+    if not any(k.is_relative_to(out) for k in keep):
+        return [str(out)]
+    return [str(entry) for entry in out.iterdir() if not any(k.is_relative_to(entry) for k in keep)]
 
 
 def run_record(task: TaskSpec, spec: MethodSpec, split: SplitSet, params: dict, modalities: list[str],
@@ -293,6 +332,8 @@ def run_record(task: TaskSpec, spec: MethodSpec, split: SplitSet, params: dict, 
         "method_kind": kind,
         "seed": config.seed,
         "device": device,
+        "isolation": {"mode": "in-process" if config.in_process else "worker", **config.limits.as_dict(),
+                      "sandbox": "none" if config.in_process or not sandbox_available() else "landlock"},
         "versions": package_versions(),
         "git_sha": git_sha(REPO),
         "host": host_info(device),
@@ -301,59 +342,115 @@ def run_record(task: TaskSpec, spec: MethodSpec, split: SplitSet, params: dict, 
     }
 
 
-def run_fold(task: TaskSpec, spec: MethodSpec, cls: type, params: dict, cohort: Cohort, split: SplitSet,
-             fold: int, modalities: list[str], seed: int, device: str, fold_dir: Path, progress: Any) -> dict:
-    """Fit, predict and score one fold; write its folder atomically; return its metrics."""
+def run_fold(task: TaskSpec, spec: MethodSpec, params: dict, cohort: Cohort, split: SplitSet, fold: int,
+             modalities: list[str], config: RunConfig, device: str, fold_dir: Path, progress: Any,
+             server: WorkerServer | None) -> dict:
+    """Fit, predict and score one fold; write its folder atomically.
+
+    Returns
+    -------
+    dict
+        The fold's metrics, or, when the method failed, the content of
+        ``failed.json`` (has the key ``failed``).
+    """
     train, val, test = fold_views(cohort, split, fold, modalities)
     if missing_policy(spec) == "drop":
         train, val = drop_missing_bags(train), drop_missing_bags(val)
-    test_time, test_event = test.labels()
-    train_time, train_event = train.labels()
-    seed_everything(seed)
+    # transfer learning (benchmark.pretrain): a cached pretraining job on a corpus without this fold's test
+    # (and val) patients, then fit on the label-budget subset of the training patients
+    pretrained, pretrain_info, pretrain_failure = pretrain_fold(
+        task, spec, params, cohort.with_modalities([m for m in modalities if m in cohort.modalities]), split, fold,
+        config, device, server)
+    train = budget_subset(train, pretrain_info["label_budget"], config.seed, fold)
+    epoch_progress = (lambda done, total: progress("epoch", done, total)) if progress else None
+    if pretrain_failure is not None:
+        outcome, prediction = pretrain_failure, None
+    else:
+        outcome, prediction = execute_fold(task, spec, params, train, val, test, config.seed, device, config.limits,
+                                           server, epoch_progress, pretrained=pretrained)
     with tempfile.TemporaryDirectory(prefix=f".fold_{fold}.", dir=fold_dir.parent) as staging:
         staging = Path(staging)
-        scratch = staging / "scratch"
-        scratch.mkdir()
-        epoch_progress = (lambda done, total: progress("epoch", done, total)) if progress else None
-        ctx = Context(seed=seed, device=device, time_grid=task.time_grid.copy(), horizons=task.horizons.copy(),
-                      scratch_dir=scratch, task=task.name, progress=epoch_progress)
-        try:
-            method = cls(**params)
-        except TypeError as exc:
-            raise MethodError(f"method '{spec.name}': cannot be built from its params ({exc})") from None
-        with PeakMemory(device) as fit_memory, Stopwatch() as fit_clock:
-            method.fit(train, val, ctx)
-        test_input = test.without_labels()
-        with PeakMemory(device) as predict_memory, Stopwatch() as predict_clock:
-            raw = method.predict(test_input, ctx)
-        prediction = check_prediction(raw, test.n, len(task.time_grid), spec.name)
-        metrics = survival_metrics.evaluate_fold(train_time, train_event, test_time, test_event, prediction.risk,
-                                                 prediction.survival, task.time_grid, task.horizons,
-                                                 patient_id=test.patient_id)
-        metrics = {"fold": fold, **metrics}
-        frame = pd.DataFrame({"patient_id": test.patient_id, "risk": prediction.risk,
-                              "time": test_time, "event": test_event.astype(np.int8)})
-        if prediction.survival is not None:
-            frame["survival"] = list(prediction.survival)
-        profile = {
-            "fit_s": fit_clock.seconds,
-            "predict_s": predict_clock.seconds,
-            "fit_samples_per_s": train.n / fit_clock.seconds if fit_clock.seconds > 0 else None,
-            "predict_samples_per_s": test.n / predict_clock.seconds if predict_clock.seconds > 0 else None,
-            "n_train": train.n, "n_val": val.n, "n_test": test.n,
-            "peak_rss_mb": max(fit_memory.peak_rss_mb, predict_memory.peak_rss_mb),
-            "peak_accel_mb": (None if fit_memory.peak_accel_mb is None
-                              else max(fit_memory.peak_accel_mb, predict_memory.peak_accel_mb or 0.0)),
-            "n_params": count_parameters(method),
-            "device": device,
-            "threads": thread_count(),
-        }
-        shutil.rmtree(scratch, ignore_errors=True)
-        atomic_write_parquet(staging / "predictions.parquet", frame)
-        atomic_write_json(staging / "profile.json", profile)
-        atomic_write_json(staging / "metrics.json", metrics)
-        if fold_dir.exists():  # an incomplete fold folder from an older layout
+        if outcome.failed:
+            result = {"fold": fold, "failed": True, **outcome.failure, **config.limits.as_dict(),
+                      "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            atomic_write_json(staging / "failed.json", result)
+        else:
+            result = score_fold(task, fold, train, val, test, prediction, outcome.profile, device, staging)
+        if pretrain_info["pretrain_strategy"] != "none" or pretrain_info["label_budget"] < 1.0:
+            atomic_write_json(staging / "pretrain.json", {**pretrain_info, "n_train_fit": train.n})
+        if fold_dir.exists():  # a failed fold being retried, or an incomplete folder from an older layout
             shutil.rmtree(fold_dir)
         os.rename(staging, fold_dir)
         staging.mkdir()  # TemporaryDirectory cleanup expects it
+    return result
+
+
+def execute_fold(task: TaskSpec, spec: MethodSpec, params: dict, train: Cohort, val: Cohort, test: Cohort,
+                 seed: int, device: str, limits: Limits, server: WorkerServer | None,
+                 progress: Any = None, pretrained: dict | None = None) -> tuple[FoldOutcome, Prediction | None]:
+    """Run the method's code on one fold (in a worker of ``server``; in this process when it is None,
+    the ``--in-process`` debug mode) and check its prediction.
+
+    ``test`` may carry labels: they are dropped here, before anything reaches
+    method code. Returns the outcome and the checked prediction (None when
+    the outcome failed; a bad shape or NaN turns into a ``bad_output`` failure).
+
+    Raises
+    ------
+    MethodError
+        Only in the in-process mode, for a bad prediction.
+    """
+    job = make_job(spec, params, train, val, test, seed=seed, device=device, time_grid=task.time_grid,
+                   horizons=task.horizons, task=task.name)
+    if pretrained is not None:  # weights of the pretraining stage, given to load_pretrained before fit
+        job = dataclasses.replace(job, pretrained=pretrained)
+    in_process = server is None
+    if in_process:
+        outcome = run_in_process(job, progress)
+    else:
+        outcome = server.run(job, limits, progress)
+    if outcome.failed:
+        return outcome, None
+    try:
+        prediction = check_prediction(Prediction(outcome.risk, outcome.survival), test.n, len(task.time_grid),
+                                      spec.name)
+    except MethodError as exc:
+        if in_process:
+            raise
+        outcome.failure = failure_record("bad_output", "predict", str(exc))
+        return outcome, None
+    return outcome, prediction
+
+
+def score_fold(task: TaskSpec, fold: int, train: Cohort, val: Cohort, test: Cohort, prediction: Prediction,
+               worker_profile: dict, device: str, staging: Path) -> dict:
+    """Metrics from the test labels, then predictions.parquet, profile.json and metrics.json into ``staging``."""
+    test_time, test_event = test.labels()
+    train_time, train_event = train.labels()
+    metrics = survival_metrics.evaluate_fold(train_time, train_event, test_time, test_event, prediction.risk,
+                                             prediction.survival, task.time_grid, task.horizons,
+                                             patient_id=test.patient_id)
+    metrics = {"fold": fold, **metrics}
+    frame = pd.DataFrame({"patient_id": test.patient_id, "risk": prediction.risk,
+                          "time": test_time, "event": test_event.astype(np.int8)})
+    if prediction.survival is not None:
+        frame["survival"] = list(prediction.survival)
+    fit_s, predict_s = worker_profile.get("fit_s", 0.0), worker_profile.get("predict_s", 0.0)
+    profile = {
+        "fit_s": fit_s,
+        "predict_s": predict_s,
+        "fit_samples_per_s": train.n / fit_s if fit_s > 0 else None,
+        "predict_samples_per_s": test.n / predict_s if predict_s > 0 else None,
+        "n_train": train.n, "n_val": val.n, "n_test": test.n,
+        "peak_rss_mb": worker_profile.get("peak_rss_mb"),
+        "peak_accel_mb": worker_profile.get("peak_accel_mb"),
+        "n_params": worker_profile.get("n_params"),
+        "device": device,
+        "threads": worker_profile.get("threads"),
+        "worker_s": worker_profile.get("worker_s"),
+        "sandbox": bool(worker_profile.get("sandbox", False)),
+    }
+    atomic_write_parquet(staging / "predictions.parquet", frame)
+    atomic_write_json(staging / "profile.json", profile)
+    atomic_write_json(staging / "metrics.json", metrics)
     return metrics

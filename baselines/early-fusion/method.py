@@ -4,17 +4,31 @@ Every tabular modality the task gives (clinical, rna, cnv, mut, or the several
 clinical groups of a cardiovascular cohort) is standardised on the training
 fold and encoded by its own SNN; the embeddings are concatenated and mapped by
 one more SNN block to per-bin hazards (MCAT NLL, early stopping on val).
+
+**WSI branch**: when the task has a ``wsi`` modality (patch features prepared;
+``optional_modalities = ["wsi"]``), the patient's bag is encoded by gated
+attention MIL (:class:`~benchmark.nn.mil.ABMILEncoder`) to one more embedding
+of the same width, concatenated with the others (MCAT's concat baseline);
+training then runs on packed bag batches (:func:`~benchmark.nn.mil.train_mil`).
+A patient without slides gets the embedding of an empty bag.
 """
 
+import numpy as np
 from torch import nn
 
+from benchmark.bags import feature_dim
 from benchmark.features import TabularPreprocessor
-from benchmark.method import Prediction
+from benchmark.method import TABULAR_KINDS, Prediction
 from benchmark.nn.discrete import discrete_prediction, discrete_targets, fit_bins, nll_objective, risk_from_hazards
 from benchmark.nn.encoders import SNN, ModalityEncoders, modality_tensors, widths
 from benchmark.nn.fusion import concat_fusion
 from benchmark.nn.heads import HazardHead
+from benchmark.nn.mil import ABMILEncoder, MILConfig, bag_data, predict_mil, train_mil
 from benchmark.nn.train import TrainConfig, predict, seed_everything, train_model
+from benchmark.errors import MethodError
+from benchmark.pretrain.strategies import (PretrainConfig, corpus_preprocessor, corpus_tensors, load_module_arrays,
+                                           module_arrays, parameter_groups, prep_arrays, prep_from_arrays,
+                                           pretrain_encoders, refit_on_train)
 
 
 class ConcatNet(nn.Module):
@@ -31,9 +45,28 @@ class ConcatNet(nn.Module):
         return self.head(self.fusion(concat_fusion(list(embeddings.values()))))
 
 
+class ConcatMILNet(nn.Module):
+    """ConcatNet with one more embedding: the ABMIL encoding of the WSI bag; (PackedBags, dict) -> hazards."""
+
+    def __init__(self, dims, in_dim, wsi_dim, hidden, fusion_hidden, dropout, n_bins):
+        super().__init__()
+        self.encoders = ModalityEncoders(dims, hidden, dropout)
+        self.wsi = ABMILEncoder(in_dim, wsi_dim, wsi_dim // 2, self.encoders.out_dim, dropout)
+        self.fusion = SNN((len(dims) + 1) * self.encoders.out_dim, (fusion_hidden,), dropout)
+        self.head = HazardHead(fusion_hidden, n_bins)
+
+    def forward(self, bags, inputs):
+        embeddings = [*self.encoders(inputs).values(), self.wsi(bags)]
+        return self.head(self.fusion(concat_fusion(embeddings)))
+
+
 class EarlyFusion:
     def __init__(self, hidden=(128, 64), fusion_hidden=128, dropout=0.25, n_bins=4, alpha=0.0, max_features=2000,
-                 modalities=None, **train_params):
+                 wsi_dim=256, modalities=None, regime="finetune", encoder_lr_scale=0.1, **train_params):
+        self.regime = str(regime)
+        self.encoder_lr_scale = float(encoder_lr_scale)
+        self.pretrained = None  # (corpus preprocessor, ModalityEncoders) after pretrain / load_pretrained
+        self.wsi_dim = int(wsi_dim)
         self.hidden = widths(hidden)
         self.fusion_hidden = int(fusion_hidden)
         self.dropout = float(dropout)
@@ -43,12 +76,27 @@ class EarlyFusion:
         self.train_params = train_params
 
     def fit(self, train, val, ctx):
-        self.prep = TabularPreprocessor(max_features=self.max_features).fit(train)
+        self.wsi = next(iter(train.modality_names(["wsi"])), None)
+        self.prep = TabularPreprocessor(max_features=self.max_features)
+        if train.modality_names(TABULAR_KINDS):  # fit(train, []) would fit every modality, the bag table included
+            self.prep.fit(train, train.modality_names(TABULAR_KINDS))
         self.modalities = [m for m, d in self.prep.dims().items() if d > 0]
         self.edges = fit_bins(*train.labels(), self.n_bins)
         seed_everything(ctx.seed)
+        if self.wsi is not None:
+            if self.pretrained is not None:
+                raise MethodError("early-fusion: pretraining with a wsi modality is not supported yet")
+            return self._fit_wsi(train, val, ctx)
+        groups = None
+        if self.pretrained is not None:  # transfer: the pretrained encoders' columns, scaling re-fitted on train
+            self.prep = refit_on_train(self.pretrained[0], train)
+            self.modalities = list(self.pretrained[0].columns)
         dims = {m: self.prep.dims()[m] for m in self.modalities}
         self.model = ConcatNet(dims, self.hidden, self.fusion_hidden, self.dropout, len(self.edges) - 1)
+        if self.pretrained is not None:
+            self.model.encoders.load_state_dict(self.pretrained[1].state_dict())
+            config = TrainConfig.from_params(**self.train_params)
+            groups = parameter_groups(self.model, [self.model.encoders], self.regime, config.lr, self.encoder_lr_scale)
         self.result = train_model(
             self.model,
             nll_objective(self.alpha),
@@ -60,9 +108,54 @@ class EarlyFusion:
             risk_fn=lambda hazards: risk_from_hazards(hazards.numpy()),
             val_labels=val.labels(),
             progress=ctx.progress,
+            parameters=groups,
         )
 
+    # ---- transfer learning (benchmark.pretrain): the per-modality SNN encoders are pretrained
+
+    def pretrain(self, corpus, ctx):
+        """Pretrain the per-modality SNN encoders on ``corpus`` with ``corpus.strategy``."""
+        modalities = corpus.modality_names(list(TABULAR_KINDS))
+        prep = corpus_preprocessor(corpus, modalities, self.max_features)
+        modalities = [m for m, d in prep.dims().items() if d > 0]
+        prep.columns = {m: prep.columns[m] for m in modalities}
+        seed_everything(ctx.seed)
+        encoders = ModalityEncoders({m: prep.dims()[m] for m in modalities}, self.hidden, self.dropout)
+        inputs, observed = corpus_tensors(prep, corpus, modalities)
+        config = PretrainConfig.from_params(**self.train_params, seed=ctx.seed, device=ctx.device)
+        self.pretrain_result = pretrain_encoders(encoders.encoders, inputs, observed, corpus.strategy, config,
+                                                 corpus.cohort, corpus.time, corpus.event)
+        self.pretrained = (prep, encoders)
+
+    def pretrained_state(self):
+        prep, encoders = self.pretrained
+        return {**prep_arrays(prep), **module_arrays(encoders, "encoders."),
+                "meta/losses": np.asarray(self.pretrain_result.losses, np.float64)}
+
+    def load_pretrained(self, state, ctx):
+        prep = prep_from_arrays(state)
+        encoders = ModalityEncoders(prep.dims(), self.hidden, self.dropout)
+        load_module_arrays(encoders, state, "encoders.")
+        self.pretrained = (prep, encoders)
+
+    def _fit_wsi(self, train, val, ctx):
+        self.in_dim = feature_dim(train.modalities[self.wsi])
+        dims = {m: self.prep.dims()[m] for m in self.modalities}
+        self.model = ConcatMILNet(dims, self.in_dim, self.wsi_dim, self.hidden, self.fusion_hidden, self.dropout,
+                                  len(self.edges) - 1)
+        self.config = MILConfig.from_params(**self.train_params, seed=ctx.seed, device=ctx.device)
+        self.result = train_mil(self.model, nll_objective(self.alpha), self._bags(train, self.edges),
+                                self._bags(val, self.edges), self.in_dim, self.config,
+                                risk_fn=lambda hazards: risk_from_hazards(hazards.numpy()), progress=ctx.progress)
+
+    def _bags(self, data, edges=None):
+        return bag_data(data, self.wsi, modality_tensors(self.prep, data, self.modalities), edges)
+
     def predict(self, data, ctx):
+        if self.wsi is not None:
+            hazards = predict_mil(self.model, self._bags(data), self.in_dim, self.config)
+            risk, survival = discrete_prediction(hazards.numpy(), self.edges, ctx.time_grid)
+            return Prediction(risk=risk, survival=survival)
         hazards = predict(self.model, modality_tensors(self.prep, data, self.modalities), device=ctx.device)
         risk, survival = discrete_prediction(hazards.numpy(), self.edges, ctx.time_grid)
         return Prediction(risk=risk, survival=survival)
