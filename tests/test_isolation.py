@@ -240,9 +240,9 @@ def test_validate_reports_one_line_per_problem(toy, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "ok: smoke fit/predict on 40/8/10 train/val/test patients of fold 0 of 'toy'" in out
 
-    bad = complete_copy(tmp_path, "needs-wsi")
+    bad = complete_copy(tmp_path, "oracle", "bad")
     (bad / "method.toml").write_text((bad / "method.toml").read_text().replace('paper = "none: a test method"\n', "")
-                                     + "colour = 'red'\n")
+                                     .replace("[params]", "colour = 'red'\n[params]"))
     (bad / "method.py").write_text((bad / "method.py").read_text().replace("def fit(self, train, val, ctx)",
                                                                            "def fit(self, train)"))
     result = validate_method(bad, "toy", data_root=data_root)
