@@ -94,7 +94,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         summary.append("n/a" if mean is None else f"{mean:.3f} ± {sd:.3f}")
     rows = [r[:3] + ["n/a" if v is None else f"{v:.3f}" for v in r[3:8]] + r[8:] for r in rows]
     rows.append(summary + [""])
-    print(tabulate(rows, headers=["fold", "n", "events", "Harrell C", "Uno C", "td-AUC", "IBS", "Antolini C", ""]))
+    print(tabulate(rows, headers=["fold", "n", "events", "Harrell C", "Uno C", "td-AUC", "IBS", "Antolini C", "status"]))
     print(f"results: {result.run_dir}")
     return report_failures(result)
 

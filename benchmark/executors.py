@@ -333,7 +333,7 @@ def _config_for(cell: Cell, base) -> Any:
 def run_dir_of(cell: Cell, base) -> Path:
     """The run folder the runner will write this cell's fold into (same id rule as the runner)."""
     from benchmark.method import load_spec
-    from benchmark.runner import run_id_for
+    from benchmark.runner import task_file_hash, run_id_for
     from benchmark.splits import load_split_set
     from benchmark.task import load_task
 
@@ -342,7 +342,7 @@ def run_dir_of(cell: Cell, base) -> Path:
     params = {**spec.params, **{k: _thaw(v) for k, v in cell.params}}
     params.pop("modalities", None)
     split = load_split_set(task, cell.split_set, base.data_root)
-    return Path(base.out) / task.name / spec.name / run_id_for(split.name, cell.seed, spec, params)
+    return Path(base.out) / task.name / spec.name / run_id_for(split.name, cell.seed, spec, params, task_file_hash(task))
 
 
 def prepare_runs(cells: list[Cell], base) -> dict[tuple, Path]:

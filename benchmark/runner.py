@@ -145,10 +145,17 @@ def resolve_device(device: str) -> str:
     return "cuda" if available else "cpu"
 
 
-def run_id_for(split_set: str, seed: int, spec: MethodSpec, params: dict[str, Any]) -> str:
-    """Deterministic run id: split set, seed and a hash of the method's params and code."""
-    blob = json.dumps({"params": params, "code": spec.code_hash()}, sort_keys=True, default=str)
+def run_id_for(split_set: str, seed: int, spec: MethodSpec, params: dict[str, Any], task_hash: str = "") -> str:
+    """Deterministic run id: split set, seed and a hash of the method's params and code and of the task file
+    (so editing a task file starts a new run instead of reusing folds computed with the old one)."""
+    blob = json.dumps({"params": params, "code": spec.code_hash(), **({"task": task_hash} if task_hash else {})},
+                      sort_keys=True, default=str)
     return f"{split_set}-seed{seed}-{hashlib.sha256(blob.encode()).hexdigest()[:10]}"
+
+
+def task_file_hash(task: TaskSpec) -> str:
+    """sha256 of the task file's bytes (recorded in run.json and part of the run id)."""
+    return hashlib.sha256(task.path.read_bytes()).hexdigest()
 
 
 def fold_views(cohort: Cohort, split: SplitSet, fold: int, modalities: list[str]) -> tuple[Cohort, Cohort, Cohort]:
@@ -255,7 +262,7 @@ def run(config: RunConfig, on_fold: Callable[[int, dict], None] | None = None,
     if unknown:
         raise DataError(f"split set '{split.name}' of task '{task.name}' has no fold {unknown[0]} (has {split.folds})")
 
-    run_id = run_id_for(split.name, config.seed, spec, params)
+    run_id = run_id_for(split.name, config.seed, spec, params, task_file_hash(task))
     run_dir = Path(config.out) / task.name / spec.name / run_id
     existed = run_dir.exists()
     record = run_record(task, spec, split, params, modalities, config, device, run_id, folds, run_dir)
@@ -273,7 +280,7 @@ def run(config: RunConfig, on_fold: Callable[[int, dict], None] | None = None,
             for i, fold in enumerate(folds):
                 fold_dir = run_dir / f"fold_{fold}"
                 if (fold_dir / "metrics.json").is_file():
-                    results[fold] = json.loads((fold_dir / "metrics.json").read_text())
+                    results[fold] = read_finished_fold(fold_dir)
                     skipped.append(fold)
                 else:
                     outcome = run_fold(task, spec, params, cohort, split, fold, modalities, config, device,
@@ -294,6 +301,18 @@ def run(config: RunConfig, on_fold: Callable[[int, dict], None] | None = None,
         record["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         atomic_write_json(run_dir / "run.json", record)
     return RunResult(run_dir=run_dir, fold_metrics=results, skipped=skipped, failures=failures)
+
+
+def read_finished_fold(fold_dir: Path) -> dict[str, Any]:
+    """metrics.json of a finished fold; DataError naming the file when it is unreadable or lacks Harrell's C."""
+    path = fold_dir / "metrics.json"
+    try:
+        metrics = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        metrics = {"error": str(exc)}
+    if not isinstance(metrics, dict) or "harrell_c" not in metrics or not (fold_dir / "predictions.parquet").is_file():
+        raise DataError(f"{path}: finished fold is corrupt or incomplete; delete {fold_dir} and rerun to recompute it")
+    return metrics
 
 
 def store_paths(out: Path, keep: list[Path]) -> list[str]:
@@ -320,7 +339,7 @@ def run_record(task: TaskSpec, spec: MethodSpec, split: SplitSet, params: dict, 
     return {
         "run_id": run_id,
         "task": task.name,
-        "task_file_sha256": hashlib.sha256(task.path.read_bytes()).hexdigest(),
+        "task_file_sha256": task_file_hash(task),
         "endpoint": task.endpoint,
         "time_unit": task.time_unit,
         "split_set": split.name,

@@ -140,6 +140,9 @@ def load_split_set(task: TaskSpec, name: str, data_root: Path | None = None) -> 
     DataError
         Missing or malformed file.
     """
+    from benchmark.loaders import resolve_data_root
+
+    data_root = resolve_data_root(data_root)
     if name not in task.splits:
         raise TaskError(f"task '{task.name}' has no split set '{name}' (has: {', '.join(task.splits)})")
     spec = task.splits[name]
