@@ -10,12 +10,8 @@ positional convolution is left out: bags of several slides have no common grid.
 import torch
 from torch import nn
 
-from benchmark.bags import feature_dim
-from benchmark.method import Prediction
-from benchmark.nn.discrete import discrete_prediction, fit_bins, nll_objective, risk_from_hazards
 from benchmark.nn.heads import HazardHead
-from benchmark.nn.mil import BagCrossAttention, InducedSetAttention, MILConfig, PatchEmbedding, bag_data, predict_mil, train_mil
-from benchmark.nn.train import seed_everything
+from benchmark.nn.mil import BagCrossAttention, DiscreteMILSurvival, InducedSetAttention, PatchEmbedding
 
 
 class TransMILNet(nn.Module):
@@ -37,25 +33,12 @@ class TransMILNet(nn.Module):
         return self.head(self.norm(self.readout(self.cls, x, bags).squeeze(1)))
 
 
-class TransMIL:
+class TransMIL(DiscreteMILSurvival):
     def __init__(self, dim=128, n_layers=2, n_inducing=16, n_heads=4, dropout=0.25, n_bins=4, alpha=0.0,
                  modalities=None, **train_params):
         self.net_params = dict(dim=int(dim), n_layers=int(n_layers), n_inducing=int(n_inducing),
                                n_heads=int(n_heads), dropout=float(dropout))
         self.n_bins, self.alpha, self.train_params = int(n_bins), float(alpha), train_params
 
-    def fit(self, train, val, ctx):
-        self.wsi = train.modality_names(["wsi"])[0]
-        self.in_dim = feature_dim(train.modalities[self.wsi])
-        self.edges = fit_bins(*train.labels(), self.n_bins)
-        self.config = MILConfig.from_params(**self.train_params, seed=ctx.seed, device=ctx.device)
-        seed_everything(ctx.seed)
-        self.model = TransMILNet(self.in_dim, n_bins=len(self.edges) - 1, **self.net_params)
-        self.result = train_mil(self.model, nll_objective(self.alpha), bag_data(train, self.wsi, edges=self.edges),
-                                bag_data(val, self.wsi, edges=self.edges), self.in_dim, self.config,
-                                risk_fn=lambda hazards: risk_from_hazards(hazards.numpy()), progress=ctx.progress)
-
-    def predict(self, data, ctx):
-        hazards = predict_mil(self.model, bag_data(data, self.wsi), self.in_dim, self.config)
-        risk, survival = discrete_prediction(hazards.numpy(), self.edges, ctx.time_grid)
-        return Prediction(risk=risk, survival=survival)
+    def build(self, in_dim, n_bins):
+        return TransMILNet(in_dim, n_bins=n_bins, **self.net_params)

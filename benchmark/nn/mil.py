@@ -54,8 +54,10 @@ import torch
 from sksurv.metrics import concordance_index_censored
 from torch import nn
 
-from benchmark.bags import bag_lengths, read_bag
+from benchmark.bags import bag_lengths, feature_dim, read_bag
 from benchmark.errors import MethodError
+from benchmark.method import Prediction
+from benchmark.nn.discrete import discrete_prediction, fit_bins, nll_objective, risk_from_hazards
 from benchmark.nn.train import TrainConfig, TrainResult, resolve_device, seed_everything
 
 Tensors = dict[str, torch.Tensor]
@@ -655,3 +657,34 @@ def train_mil(
     model.eval()
     final = best_score if val is None or config.monitor == "loss" else -best_score
     return TrainResult(best_epoch=best_epoch, best_score=float(final), epochs_run=epoch, history=history)
+
+
+class DiscreteMILSurvival:
+    """Fit/predict of a WSI-only MIL survival method with MCAT discrete-time bins and NLL.
+
+    Subclasses set ``n_bins``, ``alpha``, ``train_params`` and ``net_params``
+    in ``__init__`` and define ``build(in_dim, n_bins) -> nn.Module`` (a network
+    mapping ``(PackedBags, inputs)`` to hazards of shape (n_bags, n_bins)).
+    Bins come from the training fold's uncensored patients; training uses
+    :func:`train_mil` (packed bags, early stopping on val); prediction reads full
+    bags and returns risk = -sum S and S(t) on the task grid.
+    """
+
+    def build(self, in_dim: int, n_bins: int) -> nn.Module:
+        raise NotImplementedError
+
+    def fit(self, train, val, ctx) -> None:
+        self.wsi = train.modality_names(["wsi"])[0]
+        self.in_dim = feature_dim(train.modalities[self.wsi])
+        self.edges = fit_bins(*train.labels(), self.n_bins)
+        self.config = MILConfig.from_params(**self.train_params, seed=ctx.seed, device=ctx.device)
+        seed_everything(ctx.seed)
+        self.model = self.build(self.in_dim, len(self.edges) - 1)
+        self.result = train_mil(self.model, nll_objective(self.alpha), bag_data(train, self.wsi, edges=self.edges),
+                                bag_data(val, self.wsi, edges=self.edges), self.in_dim, self.config,
+                                risk_fn=lambda hazards: risk_from_hazards(hazards.numpy()), progress=ctx.progress)
+
+    def predict(self, data, ctx):
+        hazards = predict_mil(self.model, bag_data(data, self.wsi), self.in_dim, self.config)
+        risk, survival = discrete_prediction(hazards.numpy(), self.edges, ctx.time_grid)
+        return Prediction(risk=risk, survival=survival)
