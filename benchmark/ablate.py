@@ -122,19 +122,24 @@ def run_ablation(config_path: Path, out: Path | None = None, report: Path | None
         Bad config, task, method or data; a failed fold is reported and left
         out of the report (rerun to retry it).
     """
+    from benchmark.loaders import load_cohort, resolve_data_root
     from benchmark.runner import RunConfig, run
+    from benchmark.task import load_task
 
     config = load_ablation(config_path)
     out = Path(out or config.get("out", "runs/ablation"))
     report = Path(report or config.get("report", "leaderboard/ablation"))
-    rows = []
+    rows, cohorts = [], {}
     cells = ablation_cells(config)
     for i, cell in enumerate(cells, 1):
+        if cell.task not in cohorts:  # one load per task for all its cells (the runner checks it like any cohort)
+            cohorts.clear()
+            cohorts[cell.task] = load_cohort(load_task(cell.task), resolve_data_root(data_root))
         params = {**config.get("params", {}), "pretrain_strategy": cell.strategy, "regime": cell.regime,
                   "label_budget": cell.budget, "pretrain_corpus": _corpus_for(config, cell.task)}
         result = run(RunConfig(task=cell.task, method=cell.method, split_set=config.get("split_set", "own"),
                                folds=config.get("folds"), seed=cell.seed, device=device, out=out,
-                               data_root=data_root, params=params, in_process=in_process))
+                               data_root=data_root, params=params, in_process=in_process), cohort=cohorts[cell.task])
         status = f"{len(result.skipped)} skipped" if result.skipped else "ran"
         if result.failures:
             status += "; FAILED folds " + ", ".join(f"{f} ({v.get('reason', '')})" for f, v in result.failures.items())

@@ -40,6 +40,7 @@ CLASSICAL_BASELINES = ("coxph", "coxnet", "rsf")
 
 PUBLISHED_MARK = "†"
 CROSSES_ZERO_MARK = "‡"
+TRANSDUCTIVE_MARK = "§"
 NA = "n/a"
 
 
@@ -133,8 +134,11 @@ def provenance(record: dict) -> dict:
     dict
         ``author`` (str or None; set by ``mmbench submit``), ``date``
         (``YYYY-MM-DD`` of the submission, else of the run's end or start),
-        ``code_hash`` (sha256 of the method folder) and ``environment`` (one
-        line: Python and torch versions, device and accelerator or CPU).
+        ``code_hash`` (sha256 of the method folder), ``environment`` (one
+        line: Python and torch versions, device and accelerator or CPU),
+        ``transfer`` (one line: pretraining strategy, regime, corpus and label
+        budget, or None for a plain run) and ``transductive`` (bool: the
+        fold's unlabelled val patients were in the pretraining corpus).
     """
     submission = record.get("submission") or {}
     versions = record.get("versions") or {}
@@ -150,7 +154,23 @@ def provenance(record: dict) -> dict:
         "date": date or None,
         "code_hash": (record.get("method") or {}).get("code_hash"),
         "environment": " · ".join(p for p in parts if p) or None,
+        **transfer_fields(record),
     }
+
+
+def transfer_fields(record: dict) -> dict:
+    """``transfer`` and ``transductive`` of a run from ``run.json["transfer"]`` (see :func:`provenance`)."""
+    transfer = record.get("transfer") or {}
+    strategy, regime = transfer.get("pretrain_strategy", "none"), transfer.get("regime", "finetune")
+    parts = []
+    if strategy != "none" and regime != "scratch":
+        parts.append(f"{strategy} · {regime} · {transfer.get('pretrain_corpus', 'auto')}")
+    elif regime == "scratch":
+        parts.append("scratch")
+    budget = float(transfer.get("label_budget", 1.0))
+    if budget < 1.0:
+        parts.append(f"{budget:.0%} labels")
+    return {"transfer": "; ".join(parts) or None, "transductive": bool(transfer.get("transductive", False))}
 
 
 def with_failed_rows(table: pd.DataFrame, failed: list[Run]) -> pd.DataFrame:
@@ -264,7 +284,8 @@ _COLUMNS = [
     "ibs_mean", "ibs_sd", "td_auc_mean_mean", "antolini_c_mean", "fit_s_mean", "predict_samples_per_s_mean",
     "peak_rss_mb_max", "peak_accel_mb_max", "n_params", "device", "code_hash", "git_sha", "split_sha256",
     "undefined", "method_harrell_c_mean", "rank", "is_reference", "delta_c_reference", "delta_c", "delta_c_low",
-    "delta_c_high", "delta_c_per_fold", "status", "failure", "author", "date", "environment",
+    "delta_c_high", "delta_c_per_fold", "status", "failure", "author", "date", "environment", "transfer",
+    "transductive",
 ]  # fmt: skip
 _FLOAT_COLUMNS = {
     c for c in _COLUMNS if c.endswith(("_mean", "_sd", "_low", "_high", "_max")) or c == "delta_c"
@@ -351,12 +372,17 @@ def summarize_run(
 
 
 def _rank(group: pd.DataFrame) -> pd.DataFrame:
-    """Rank methods in one (task, split set) by their Harrell C mean over runs (seeds); 1 = best."""
-    method_mean = group.groupby("method")["harrell_c_mean"].mean()  # NaN runs ignored
+    """Rank entries in one (task, split set) by their Harrell C mean over runs (seeds); 1 = best.
+
+    An entry is a method with its transfer setting (a pretrained or label-budget
+    variant of a method is ranked apart from the plain method).
+    """
+    entry = group["method"] + group["transfer"].map(lambda t: f" [{t}]" if isinstance(t, str) and t else "")
+    method_mean = group.groupby(entry)["harrell_c_mean"].mean()  # NaN runs ignored
     ranks = method_mean.rank(ascending=False, method="min")
     return group.assign(
-        method_harrell_c_mean=group["method"].map(method_mean),
-        rank=group["method"].map(ranks).astype("Int64"),
+        method_harrell_c_mean=entry.map(method_mean),
+        rank=entry.map(ranks).astype("Int64"),
     )
 
 
@@ -496,6 +522,7 @@ class Section:
     headers: list[str]
     rows: list[list[Cell]]
     crosses_zero: bool  # some Δ C interval includes 0
+    transductive: bool = False  # some run pretrained on the fold's unlabelled val patients
 
 
 C_HEADER = "Harrell C mean ± sd [95 % CI]"
@@ -544,7 +571,7 @@ def page_sections(table: pd.DataFrame) -> list[Section]:
             env = row.get("environment") if isinstance(row.get("environment"), str) else NA
             cells = {
                 "rank": Cell(_int_text(row["rank"]), _num(row["rank"])),
-                "method": Cell(row["method"], row["method"]),
+                "method": _method_cell(row),
                 "modalities": Cell(", ".join(row["modalities"]) or NA, ", ".join(row["modalities"])),
                 "split set": Cell(split_set + (f" {PUBLISHED_MARK}" if row["val_is_test"] else ""), split_set),
                 "seed": Cell(_int_text(row["seed"]), _num(row["seed"])),
@@ -571,8 +598,19 @@ def page_sections(table: pd.DataFrame) -> list[Section]:
             rows.append([cells[h] for h in HEADERS])
         reference = group["delta_c_reference"].dropna()
         reference = reference.iloc[0] if len(reference) else None
-        sections.append(Section(task, split_set, published, reference, HEADERS, rows, crosses_zero))
+        transductive = bool(group["transductive"].fillna(False).astype(bool).any())
+        sections.append(Section(task, split_set, published, reference, HEADERS, rows, crosses_zero, transductive))
     return sections
+
+
+def _method_cell(row: pd.Series) -> Cell:
+    """The method name, its transfer setting in brackets and § when its pretraining was transductive."""
+    text = str(row["method"])
+    if isinstance(row.get("transfer"), str) and row["transfer"]:
+        text += f" [{row['transfer']}]"
+    if row.get("transductive") is True or row.get("transductive") == 1:
+        text += f" {TRANSDUCTIVE_MARK}"
+    return Cell(text, text)
 
 
 def _delta_cell(row: pd.Series, cell: Cell) -> tuple[Cell, bool]:
@@ -673,6 +711,9 @@ def _section_notes(section: Section) -> list[str]:
         notes.append(f"Δ C reference: {section.reference}.")
     if section.crosses_zero:
         notes.append(f"{CROSSES_ZERO_MARK} The {CROSSES_ZERO_MARK}-marked Δ C interval includes 0.")
+    if section.transductive:
+        notes.append(f"{TRANSDUCTIVE_MARK} Transductive pretraining: the fold's val patients (without labels) "
+                     "were in the pretraining corpus (never its test patients).")
     return notes
 
 

@@ -210,7 +210,7 @@ def drop_missing_bags(view: Cohort) -> Cohort:
 
 
 def run(config: RunConfig, on_fold: Callable[[int, dict], None] | None = None,
-        progress: Any = None) -> RunResult:
+        progress: Any = None, cohort: Cohort | None = None) -> RunResult:
     """Run a method on a task, fold by fold, writing the results store.
 
     Parameters
@@ -220,6 +220,10 @@ def run(config: RunConfig, on_fold: Callable[[int, dict], None] | None = None,
         ``on_fold(fold, metrics)`` after each fold finishes (for live tables).
     progress : callable, optional
         ``progress(kind, done, total)`` with kind ``fold`` or ``epoch``.
+    cohort : Cohort, optional
+        The task's cohort as :func:`benchmark.loaders.load_cohort` returns it
+        for this config (``mmbench ablate`` loads each task once for all its
+        cells); loaded here when None.
 
     Returns
     -------
@@ -247,7 +251,8 @@ def run(config: RunConfig, on_fold: Callable[[int, dict], None] | None = None,
     modalities = resolve_modalities(spec, task.kinds, override)
     data_root = resolve_data_root(config.data_root)
     device = resolve_device(config.device)
-    cohort = load_cohort(task, data_root, config.labels_root, features=config.features, dx1_only=config.dx1_only)
+    if cohort is None:
+        cohort = load_cohort(task, data_root, config.labels_root, features=config.features, dx1_only=config.dx1_only)
     if any(task.kinds[m] == "wsi" and m not in cohort.modalities for m in modalities):
         raise MethodError(
             f"method '{spec.name}' needs modality 'wsi' but no patch features are prepared for task '{task.name}': "

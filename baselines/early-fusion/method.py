@@ -11,24 +11,33 @@ attention MIL (:class:`~benchmark.nn.mil.ABMILEncoder`) to one more embedding
 of the same width, concatenated with the others (MCAT's concat baseline);
 training then runs on packed bag batches (:func:`~benchmark.nn.mil.train_mil`).
 A patient without slides gets the embedding of an empty bag.
+
+**Embedding standardisation** (``standardise_embeddings = true``, default):
+each modality's embedding is standardised with a fixed mean and sd measured on
+the training patients before training (:class:`~benchmark.nn.encoders.EmbeddingStandardiser`),
+so random and pretrained encoders feed the fusion block at the same scale.
+
+**Transfer learning** (:class:`~benchmark.pretrain.modality.ModalityEncoderTransfer`):
+the per-modality SNN encoders can be pretrained (``pretrain_strategy``) and
+then frozen (``regime = "probe"``) or fine-tuned at ``encoder_lr_scale`` x
+``lr``. With a wsi modality, the tabular encoders transfer and the ABMIL
+branch starts from random weights (no slide-side pretraining yet).
 """
 
-import numpy as np
 from torch import nn
 
 from benchmark.bags import feature_dim
 from benchmark.features import TabularPreprocessor
 from benchmark.method import TABULAR_KINDS, Prediction
 from benchmark.nn.discrete import discrete_prediction, discrete_targets, fit_bins, nll_objective, risk_from_hazards
-from benchmark.nn.encoders import SNN, ModalityEncoders, modality_tensors, widths
+from benchmark.nn.encoders import (SNN, EmbeddingStandardiser, ModalityEncoders, fit_standardisers, modality_tensors,
+                                   widths)
 from benchmark.nn.fusion import concat_fusion
 from benchmark.nn.heads import HazardHead
 from benchmark.nn.mil import ABMILEncoder, MILConfig, bag_data, predict_mil, train_mil
 from benchmark.nn.train import TrainConfig, predict, seed_everything, train_model
-from benchmark.errors import MethodError
-from benchmark.pretrain.strategies import (PretrainConfig, corpus_preprocessor, corpus_tensors, load_module_arrays,
-                                           module_arrays, parameter_groups, prep_arrays, prep_from_arrays,
-                                           pretrain_encoders, refit_on_train)
+from benchmark.pretrain.modality import ModalityEncoderTransfer
+from benchmark.pretrain.strategies import parameter_groups
 
 
 class ConcatNet(nn.Module):
@@ -37,12 +46,13 @@ class ConcatNet(nn.Module):
     def __init__(self, dims, hidden, fusion_hidden, dropout, n_bins):
         super().__init__()
         self.encoders = ModalityEncoders(dims, hidden, dropout)
+        self.standardisers = nn.ModuleDict({m: EmbeddingStandardiser(self.encoders.out_dim) for m in dims})
         self.fusion = SNN(len(dims) * self.encoders.out_dim, (fusion_hidden,), dropout)
         self.head = HazardHead(fusion_hidden, n_bins)
 
     def forward(self, inputs):
         embeddings = self.encoders(inputs)
-        return self.head(self.fusion(concat_fusion(list(embeddings.values()))))
+        return self.head(self.fusion(concat_fusion([self.standardisers[m](z) for m, z in embeddings.items()])))
 
 
 class ConcatMILNet(nn.Module):
@@ -51,19 +61,22 @@ class ConcatMILNet(nn.Module):
     def __init__(self, dims, in_dim, wsi_dim, hidden, fusion_hidden, dropout, n_bins):
         super().__init__()
         self.encoders = ModalityEncoders(dims, hidden, dropout)
+        self.standardisers = nn.ModuleDict({m: EmbeddingStandardiser(self.encoders.out_dim) for m in dims})
         self.wsi = ABMILEncoder(in_dim, wsi_dim, wsi_dim // 2, self.encoders.out_dim, dropout)
         self.fusion = SNN((len(dims) + 1) * self.encoders.out_dim, (fusion_hidden,), dropout)
         self.head = HazardHead(fusion_hidden, n_bins)
 
     def forward(self, bags, inputs):
-        embeddings = [*self.encoders(inputs).values(), self.wsi(bags)]
+        embeddings = [*(self.standardisers[m](z) for m, z in self.encoders(inputs).items()), self.wsi(bags)]
         return self.head(self.fusion(concat_fusion(embeddings)))
 
 
-class EarlyFusion:
+class EarlyFusion(ModalityEncoderTransfer):
     def __init__(self, hidden=(128, 64), fusion_hidden=128, dropout=0.25, n_bins=4, alpha=0.0, max_features=2000,
-                 wsi_dim=256, modalities=None, regime="finetune", encoder_lr_scale=0.1, **train_params):
+                 wsi_dim=256, modalities=None, regime="finetune", encoder_lr_scale=0.1, standardise_embeddings=True,
+                 **train_params):
         self.regime = str(regime)
+        self.standardise_embeddings = str(standardise_embeddings).lower() in ("true", "1", "yes")
         self.encoder_lr_scale = float(encoder_lr_scale)
         self.pretrained = None  # (corpus preprocessor, ModalityEncoders) after pretrain / load_pretrained
         self.wsi_dim = int(wsi_dim)
@@ -81,26 +94,20 @@ class EarlyFusion:
         if train.modality_names(TABULAR_KINDS):  # fit(train, []) would fit every modality, the bag table included
             self.prep.fit(train, train.modality_names(TABULAR_KINDS))
         self.modalities = [m for m, d in self.prep.dims().items() if d > 0]
+        if self.pretrained is not None:  # transfer: the pretrained encoders' columns, scaling re-fitted on train
+            self.prep, self.modalities = self.transfer_inputs(train)
         self.edges = fit_bins(*train.labels(), self.n_bins)
         seed_everything(ctx.seed)
         if self.wsi is not None:
-            if self.pretrained is not None:
-                raise MethodError("early-fusion: pretraining with a wsi modality is not supported yet")
             return self._fit_wsi(train, val, ctx)
-        groups = None
-        if self.pretrained is not None:  # transfer: the pretrained encoders' columns, scaling re-fitted on train
-            self.prep = refit_on_train(self.pretrained[0], train)
-            self.modalities = list(self.pretrained[0].columns)
         dims = {m: self.prep.dims()[m] for m in self.modalities}
         self.model = ConcatNet(dims, self.hidden, self.fusion_hidden, self.dropout, len(self.edges) - 1)
-        if self.pretrained is not None:
-            self.model.encoders.load_state_dict(self.pretrained[1].state_dict())
-            config = TrainConfig.from_params(**self.train_params)
-            groups = parameter_groups(self.model, [self.model.encoders], self.regime, config.lr, self.encoder_lr_scale)
+        inputs = modality_tensors(self.prep, train, self.modalities)
+        groups = self._prepare_encoders(inputs)
         self.result = train_model(
             self.model,
             nll_objective(self.alpha),
-            modality_tensors(self.prep, train, self.modalities),
+            inputs,
             discrete_targets(*train.labels(), self.edges),
             modality_tensors(self.prep, val, self.modalities),
             discrete_targets(*val.labels(), self.edges),
@@ -111,42 +118,29 @@ class EarlyFusion:
             parameters=groups,
         )
 
-    # ---- transfer learning (benchmark.pretrain): the per-modality SNN encoders are pretrained
-
-    def pretrain(self, corpus, ctx):
-        """Pretrain the per-modality SNN encoders on ``corpus`` with ``corpus.strategy``."""
-        modalities = corpus.modality_names(list(TABULAR_KINDS))
-        prep = corpus_preprocessor(corpus, modalities, self.max_features)
-        modalities = [m for m, d in prep.dims().items() if d > 0]
-        prep.columns = {m: prep.columns[m] for m in modalities}
-        seed_everything(ctx.seed)
-        encoders = ModalityEncoders({m: prep.dims()[m] for m in modalities}, self.hidden, self.dropout)
-        inputs, observed = corpus_tensors(prep, corpus, modalities)
-        config = PretrainConfig.from_params(**self.train_params, seed=ctx.seed, device=ctx.device)
-        self.pretrain_result = pretrain_encoders(encoders.encoders, inputs, observed, corpus.strategy, config,
-                                                 corpus.cohort, corpus.time, corpus.event)
-        self.pretrained = (prep, encoders)
-
-    def pretrained_state(self):
-        prep, encoders = self.pretrained
-        return {**prep_arrays(prep), **module_arrays(encoders, "encoders."),
-                "meta/losses": np.asarray(self.pretrain_result.losses, np.float64)}
-
-    def load_pretrained(self, state, ctx):
-        prep = prep_from_arrays(state)
-        encoders = ModalityEncoders(prep.dims(), self.hidden, self.dropout)
-        load_module_arrays(encoders, state, "encoders.")
-        self.pretrained = (prep, encoders)
+    def _prepare_encoders(self, inputs):
+        """Load pretrained encoder weights (if any), fit the embedding standardisers; the optimiser groups."""
+        groups = None
+        if self.pretrained is not None:
+            self.model.encoders.load_state_dict(self.pretrained[1].state_dict())
+            lr = TrainConfig.from_params(**self.train_params).lr
+            groups = parameter_groups(self.model, [self.model.encoders], self.regime, lr, self.encoder_lr_scale)
+        if self.standardise_embeddings and self.modalities:
+            fit_standardisers(self.model.standardisers, self.model.encoders.encoders, inputs)
+        return groups
 
     def _fit_wsi(self, train, val, ctx):
+        """With a wsi modality: pretrained tabular encoders (if any) transfer; the ABMIL branch starts at random."""
         self.in_dim = feature_dim(train.modalities[self.wsi])
         dims = {m: self.prep.dims()[m] for m in self.modalities}
         self.model = ConcatMILNet(dims, self.in_dim, self.wsi_dim, self.hidden, self.fusion_hidden, self.dropout,
                                   len(self.edges) - 1)
+        groups = self._prepare_encoders(modality_tensors(self.prep, train, self.modalities))
         self.config = MILConfig.from_params(**self.train_params, seed=ctx.seed, device=ctx.device)
         self.result = train_mil(self.model, nll_objective(self.alpha), self._bags(train, self.edges),
                                 self._bags(val, self.edges), self.in_dim, self.config,
-                                risk_fn=lambda hazards: risk_from_hazards(hazards.numpy()), progress=ctx.progress)
+                                risk_fn=lambda hazards: risk_from_hazards(hazards.numpy()), progress=ctx.progress,
+                                parameters=groups)
 
     def _bags(self, data, edges=None):
         return bag_data(data, self.wsi, modality_tensors(self.prep, data, self.modalities), edges)

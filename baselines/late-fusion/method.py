@@ -22,6 +22,18 @@ stays non-increasing and within [0, 1].
 gated attention MIL on the bag (:class:`~benchmark.nn.mil.ABMILEncoder`, packed
 bag batches); its risk joins the weighted sum like any other modality's. A
 patient without slides gets that model's empty-bag risk.
+
+**Embedding standardisation** (``standardise_embeddings = true``, default): a
+fixed per-dimension standardisation of each SNN's embedding, measured on the
+training patients before training, sits between encoder and hazard head
+(:class:`~benchmark.nn.encoders.EmbeddingStandardiser`).
+
+**Transfer learning** (:class:`~benchmark.pretrain.modality.ModalityEncoderTransfer`):
+the unimodal SNN encoders are the same per-modality SNNs early-fusion uses, so
+the same strategies pretrain them (jointly, across modalities, on the corpus);
+each unimodal model then starts from its modality's pretrained encoder, frozen
+(``regime = "probe"``: only the hazard head is trained) or fine-tuned at
+``encoder_lr_scale`` x ``lr``. The WSI model starts from random weights.
 """
 
 import numpy as np
@@ -35,10 +47,12 @@ from benchmark.bags import feature_dim
 from benchmark.features import TabularPreprocessor
 from benchmark.method import TABULAR_KINDS, Prediction
 from benchmark.nn.discrete import discrete_prediction, discrete_targets, fit_bins, nll_objective, risk_from_hazards
-from benchmark.nn.encoders import SNN, widths
+from benchmark.nn.encoders import SNN, EmbeddingStandardiser, fit_standardisers, widths
 from benchmark.nn.heads import HazardHead
 from benchmark.nn.mil import ABMILEncoder, MILConfig, bag_data, predict_mil, train_mil
 from benchmark.nn.train import TrainConfig, predict, seed_everything, train_model
+from benchmark.pretrain.modality import ModalityEncoderTransfer
+from benchmark.pretrain.strategies import parameter_groups
 
 
 class UnimodalNet(nn.Module):
@@ -48,10 +62,11 @@ class UnimodalNet(nn.Module):
         super().__init__()
         self.modality = modality
         self.encoder = SNN(in_dim, hidden, dropout)
+        self.standardiser = EmbeddingStandardiser(self.encoder.out_dim)
         self.head = HazardHead(self.encoder.out_dim, n_bins)
 
     def forward(self, inputs):
-        return self.head(self.encoder(inputs["x"]))
+        return self.head(self.standardiser(self.encoder(inputs["x"])))
 
 
 class BagNet(nn.Module):
@@ -66,9 +81,13 @@ class BagNet(nn.Module):
         return self.head(self.encoder(bags))
 
 
-class LateFusion:
+class LateFusion(ModalityEncoderTransfer):
     def __init__(self, hidden=(128, 64), dropout=0.25, n_bins=4, alpha=0.0, max_features=2000, combine="cox",
-                 cox_penalty=1.0, wsi_dim=256, modalities=None, **train_params):
+                 cox_penalty=1.0, wsi_dim=256, modalities=None, regime="finetune", encoder_lr_scale=0.1,
+                 standardise_embeddings=True, **train_params):
+        self.regime = str(regime)
+        self.encoder_lr_scale = float(encoder_lr_scale)
+        self.standardise_embeddings = str(standardise_embeddings).lower() in ("true", "1", "yes")
         self.wsi_dim = int(wsi_dim)
         if combine not in ("cox", "mean"):
             raise MethodError(f"late-fusion: combine must be 'cox' or 'mean', got '{combine}'")
@@ -100,17 +119,27 @@ class LateFusion:
         if train.modality_names(TABULAR_KINDS):  # fit(train, []) would fit every modality, the bag table included
             self.prep.fit(train, train.modality_names(TABULAR_KINDS))
         self.modalities = [m for m, d in self.prep.dims().items() if d > 0]
+        if self.pretrained is not None:  # transfer: the pretrained encoders' columns, scaling re-fitted on train
+            self.prep, self.modalities = self.transfer_inputs(train)
         self.edges = fit_bins(*train.labels(), self.n_bins)
         config = TrainConfig.from_params(**self.train_params, seed=ctx.seed, device=ctx.device)
         self.models, self.results = {}, {}
         for m in self.modalities:
             seed_everything(ctx.seed)
-            self.models[m] = UnimodalNet(m, self.prep.dims()[m], self.hidden, self.dropout, len(self.edges) - 1)
+            self.models[m] = model = UnimodalNet(m, self.prep.dims()[m], self.hidden, self.dropout, len(self.edges) - 1)
+            groups = None
+            if self.pretrained is not None:
+                model.encoder.load_state_dict(self.pretrained[1].encoders[m].state_dict())
+                groups = parameter_groups(model, [model.encoder], self.regime, config.lr, self.encoder_lr_scale)
+            inputs = self._inputs(train, m)
+            if self.standardise_embeddings:
+                fit_standardisers(nn.ModuleDict({"x": model.standardiser}), nn.ModuleDict({"x": model.encoder}), inputs)
             self.results[m] = train_model(
-                self.models[m], nll_objective(self.alpha),
-                self._inputs(train, m), discrete_targets(*train.labels(), self.edges),
+                model, nll_objective(self.alpha),
+                inputs, discrete_targets(*train.labels(), self.edges),
                 self._inputs(val, m), discrete_targets(*val.labels(), self.edges),
                 config, risk_fn=lambda hazards: risk_from_hazards(hazards.numpy()), val_labels=val.labels(),
+                parameters=groups,
             )
             if ctx.progress is not None:
                 ctx.progress(len(self.results), len(self.modalities))

@@ -549,6 +549,7 @@ def train_mil(
     config: MILConfig,
     risk_fn: Callable[[torch.Tensor], np.ndarray] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    parameters: list[dict] | None = None,
 ) -> TrainResult:
     """Train a bag model in place; leave it with the best-validation weights, in eval mode.
 
@@ -572,6 +573,10 @@ def train_mil(
         ``output -> risk (n,)``, for ``monitor = "cindex"``.
     progress : callable, optional
         ``progress(epoch, config.epochs)``.
+    parameters : list of dict, optional
+        Optimiser parameter groups (pretrained encoders frozen or at a lower
+        learning rate, :func:`benchmark.pretrain.strategies.parameter_groups`);
+        default: every parameter of ``model`` at ``config.lr``.
 
     Returns
     -------
@@ -594,7 +599,8 @@ def train_mil(
     dev = resolve_device(config.device)
     rng = seed_everything(config.seed)
     model.to(dev)
-    optimiser = optimisers[config.optimizer](model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    optimiser = optimisers[config.optimizer](parameters or model.parameters(), lr=config.lr,
+                                             weight_decay=config.weight_decay)
     scaler = torch.amp.GradScaler(dev.type, enabled=config.precision == "fp16")
     reference = config.scheme == "reference"
     reader = BatchReader(train, dim, config.max_patches_per_bag, rng, reuse=not reference,

@@ -73,11 +73,14 @@ CARDIO_DATASETS = ("TRACE", "grace", "whas500", "smarto", "Framingham")
 
 # Harmonised cardiovascular vocabulary: variable -> {SurvSet dataset: (column, code)}.
 # code is ("num", factor): value x factor in the variable's unit; or ("is", level): 1 when column == level.
-# Sex codings follow the datasets' documentation: TRACE (R timereg) sex 1 = female; WHAS500 gender
-# 1 = female; SMART (hdnom smart) and Framingham (riskCommunicator) sex 1 = male, 2 = female.
+# Sex codings, checked against the data (tests/test_pretrain_corpus.py): WHAS500 gender 1 = female (documented;
+# 39 % of patients, 8 years older than men, as women with MI are); SMART (hdnom) and Framingham
+# (riskCommunicator) sex 1 = male, 2 = female (25 % / 56 % female; SMART women 13 cm shorter). TRACE: R timereg
+# documents sex 1 = female, but in SurvSet's copy sex == 1 is 70 % of the patients and 6 years *younger*
+# (65 vs 71): that is the men of an MI registry (TRACE reports about 1/3 women), so 0 = female here.
 CARDIO_VARIABLES: dict[str, dict[str, tuple[str, tuple]]] = {
     "age_years": {d: ("num_age", ("num", 1.0)) for d in CARDIO_DATASETS},
-    "female": {"TRACE": ("fac_sex", ("is", 1)), "whas500": ("fac_gender", ("is", 1)),
+    "female": {"TRACE": ("fac_sex", ("is", 0)), "whas500": ("fac_gender", ("is", 1)),
                "smarto": ("fac_sex", ("is", 2)), "Framingham": ("fac_sex", ("is", 2))},
     "systolic_bp_mmhg": {"grace": ("num_sysbp", ("num", 1.0)), "whas500": ("num_sysbp", ("num", 1.0)),
                          "smarto": ("num_systbp", ("num", 1.0)), "Framingham": ("num_sbp", ("num", 1.0))},
@@ -366,7 +369,7 @@ def pancancer_pool(data_root: str) -> dict[str, pd.DataFrame]:
             raise DataError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from None
         if "case_id" not in slides or "survival_months" not in slides or "censorship" not in slides:
             raise DataError(f"{path}: fields case_id, survival_months and censorship are needed")
-        patients = slides.drop_duplicates("case_id").set_index("case_id")
+        patients = slides.drop_duplicates("case_id").set_index("case_id").copy()  # one block, not thousands
         patients.index = patients.index.astype(str)
         patients = patients.assign(time=pd.to_numeric(patients["survival_months"], errors="coerce"),
                                    event=1 - pd.to_numeric(patients["censorship"], errors="coerce"))

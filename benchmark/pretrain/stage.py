@@ -22,7 +22,8 @@ runner's process) and its state is cached in ``<out>/.pretrain-cache/<key>.npz``
 where ``key`` hashes (strategy, corpus source and sha256, fold, seed, method
 name, code hash and its params without ``regime``/``label_budget``/
 ``encoder_lr_scale``), so a grid of regimes and label budgets pretrains once
-per fold and seed. The runner (parent) alone reads and writes the cache; the
+per fold and seed; methods sharing an encoder family (:data:`SHARED_ENCODERS`)
+share it across methods too. The runner (parent) alone reads and writes the cache; the
 worker may not read the results store.
 """
 
@@ -42,6 +43,7 @@ import numpy as np
 from benchmark.cohort import Cohort
 from benchmark.errors import MethodError
 
+REPO = Path(__file__).resolve().parents[2]
 FINETUNE_ONLY = ("regime", "label_budget", "encoder_lr_scale")
 """Params that do not change pretraining (left out of the cache key)."""
 
@@ -130,12 +132,44 @@ def budget_subset(train: Cohort, budget: float, seed: int, fold: int) -> Cohort:
     return train.take(np.flatnonzero(keep))
 
 
+SHARED_ENCODERS = {
+    "modality-snn": (("benchmark/pretrain/modality.py", "benchmark/pretrain/strategies.py", "benchmark/nn/encoders.py",
+                      "benchmark/features.py"), ("hidden", "dropout", "max_features")),
+}
+"""Pretraining code shared by several methods (``pretrain_encoders = "<name>"`` in method.toml): the files that
+define the pretrained weights and the method params they read (besides every ``pretrain_*`` param)."""
+
+
 def cache_key(settings: TransferSettings, corpus_source: str, corpus_sha: str, fold: int, seed: int, spec,
               params: dict[str, Any]) -> str:
-    """sha256 (hex, 24 chars) of what determines the pretrained weights."""
+    """sha256 (hex, 24 chars) of what determines the pretrained weights.
+
+    A method whose manifest names a shared encoder family (``pretrain_encoders
+    = "modality-snn"``: early-fusion and late-fusion) is keyed by that
+    family's code and params instead of its own folder and params, so the
+    fusion baselines of an ablation share one pretraining per fold and seed.
+
+    Raises
+    ------
+    MethodError
+        An unknown ``pretrain_encoders`` family.
+    """
+    family = spec.extra.get("pretrain_encoders")
+    if family is None:
+        code, kept = spec.code_hash(), {k: v for k, v in params.items() if k not in FINETUNE_ONLY}
+        owner = spec.name
+    elif family in SHARED_ENCODERS:
+        files, names = SHARED_ENCODERS[family]
+        digest = hashlib.sha256()
+        for name in files:
+            digest.update(name.encode() + (REPO / name).read_bytes())
+        code, owner = digest.hexdigest(), f"encoders:{family}"
+        kept = {k: v for k, v in params.items() if k in names or k.startswith("pretrain_")}
+    else:
+        raise MethodError(f"method '{spec.name}': unknown pretrain_encoders '{family}' "
+                          f"(known: {', '.join(SHARED_ENCODERS)})")
     blob = json.dumps({"strategy": settings.strategy, "corpus": corpus_source, "corpus_sha256": corpus_sha,
-                       "fold": int(fold), "seed": int(seed), "method": spec.name, "code": spec.code_hash(),
-                       "params": {k: v for k, v in params.items() if k not in FINETUNE_ONLY}},
+                       "fold": int(fold), "seed": int(seed), "method": owner, "code": code, "params": kept},
                       sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
