@@ -44,6 +44,7 @@ them.
 
 from __future__ import annotations
 
+import sys
 import warnings
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -513,8 +514,17 @@ def antolini_c(time, event, survival, grid) -> float:
         frame = pd.DataFrame(np.ascontiguousarray(curves.T), index=g)
         return float(EvalSurv(frame, durations, events).concordance_td("antolini"))
 
-    c_plus = pycox_antolini(s)
-    c_minus = pycox_antolini(-s)
+    torch = sys.modules.get("torch")
+    threads = torch.get_num_threads() if torch is not None else None
+    try:
+        c_plus = pycox_antolini(s)
+        c_minus = pycox_antolini(-s)
+    finally:
+        # pycox's numba kernels run on an OpenMP team of every core; with torch loaded in the same process
+        # (in-process runs, the ablation, the tests) that leaves torch on that many intra-op threads whose
+        # spinning workers slowed the next fold's training on 2 busy cores. Restore torch's setting.
+        if torch is not None and torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
     return 0.5 * (c_plus + 1.0 - c_minus)
 
 

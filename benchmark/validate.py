@@ -31,7 +31,8 @@ from benchmark.worker import FoldJob, Limits, WorkerServer, preload_modules
 
 DEFAULT_TASK = "geo-gse7390"
 SMOKE_SIZES = (40, 10, 10)
-MANIFEST_FIELDS = ("name", "description", "entry", "modalities", "paper", "params")
+MANIFEST_FIELDS = ("name", "description", "entry", "modalities", "paper", "params", "optional_modalities",
+                   "missing_modalities", "pretrain_encoders")
 
 
 @dataclass
@@ -70,6 +71,11 @@ def manifest_problems(folder: Path) -> list[str]:
         problems.append(f"{manifest}: field 'params' must be a table ([params])")
     for key in sorted(set(raw) - set(MANIFEST_FIELDS)):
         problems.append(f"{manifest}: unknown field '{key}' (known: {', '.join(MANIFEST_FIELDS)})")
+    from benchmark.pretrain.stage import SHARED_ENCODERS
+
+    if "pretrain_encoders" in raw and raw["pretrain_encoders"] not in SHARED_ENCODERS:
+        problems.append(f"{manifest}: field 'pretrain_encoders' must be one of {', '.join(SHARED_ENCODERS)}, "
+                        f"got {raw['pretrain_encoders']!r}")
     return problems
 
 

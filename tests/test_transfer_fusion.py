@@ -156,3 +156,29 @@ def test_leaderboard_marks_transfer_settings_and_transductive_runs(pooled, tmp_p
     assert f"early-fusion [masked · finetune · same-cohort] {TRANSDUCTIVE_MARK}" in page
     assert "early-fusion [masked · probe · same-cohort; 50% labels]" in page
     assert f"{TRANSDUCTIVE_MARK} Transductive pretraining" in page
+
+
+def test_fusion_manifests_validate_and_a_bad_encoder_family_is_named(tmp_path):
+    from benchmark.validate import manifest_problems
+
+    for folder in FUSION.values():
+        assert manifest_problems(folder) == []
+    bad = tmp_path / "m"
+    bad.mkdir()
+    (bad / "method.toml").write_text('name = "m"\ndescription = "d"\nentry = "method.py:M"\nmodalities = ["*"]\n'
+                                     'paper = "p"\npretrain_encoders = "resnet"\n')
+    assert manifest_problems(bad) == [f"{bad / 'method.toml'}: field 'pretrain_encoders' must be one of "
+                                      "modality-snn, got 'resnet'"]
+
+
+def test_antolini_leaves_torch_on_its_thread_count():
+    """pycox's numba kernels widen the OpenMP team; in-process runs must keep torch's single thread."""
+    from benchmark.metrics import antolini_c
+
+    rng = np.random.default_rng(0)
+    time, event = rng.exponential(size=60) + 0.01, (rng.random(60) < 0.6).astype(np.int8)
+    grid = np.quantile(time, [0.2, 0.5, 0.8])
+    survival = np.exp(-np.outer(np.exp(rng.normal(size=60)), grid))
+    torch.set_num_threads(1)
+    assert 0.0 <= antolini_c(time, event, survival, grid) <= 1.0
+    assert torch.get_num_threads() == 1
