@@ -94,7 +94,7 @@ CARDIO_VARIABLES: dict[str, dict[str, tuple[str, tuple]]] = {
     "length_of_stay_days": {"grace": ("num_los", ("num", 1.0)), "whas500": ("num_los", ("num", 1.0))},
     "heart_rate_bpm": {"whas500": ("num_hr", ("num", 1.0))},
 }
-"""The pan-cardio table (documented in the README of benchmark/pretrain): variable -> dataset -> (column, code)."""
+"""The pan-cardio table (documented in tasks/README.md): variable -> dataset -> (column, code)."""
 
 
 @dataclass(frozen=True)
