@@ -202,8 +202,9 @@ def ranking_agreement(diffs: pd.DataFrame, n_boot: int = N_BOOT, seed: int = 0) 
 
     Each item's score in a domain is the mean over that domain's tasks of the
     task's mean paired difference. The CI resamples (fold, seed) pairs within
-    each task (percentile bootstrap). None when a domain is absent or fewer
-    than 3 items are shared.
+    each (task, item) group (percentile bootstrap, all resamples of a group
+    drawn at once). None when a domain is absent or fewer than 3 items are
+    shared.
     """
     from scipy.stats import kendalltau
 
@@ -211,25 +212,28 @@ def ranking_agreement(diffs: pd.DataFrame, n_boot: int = N_BOOT, seed: int = 0) 
     diffs = diffs.assign(domain=diffs["task"].map(domain_of))
     if diffs["domain"].nunique() < 2:
         return None
-
-    def scores(frame: pd.DataFrame) -> pd.DataFrame:
-        per_task = frame.groupby(["domain", "task", *item])["diff"].mean().reset_index()
-        return per_task.groupby(["domain", *item])["diff"].mean().unstack("domain").dropna()
-
-    table = scores(diffs)
+    per_task = diffs.groupby(["domain", "task", *item])["diff"].mean().reset_index()
+    table = per_task.groupby(["domain", *item])["diff"].mean().unstack("domain").dropna()
     if len(table) < 3:
         return None
     tau = float(kendalltau(table["cancer"], table["cardio"]).statistic)
     rng = np.random.default_rng(seed)
-    groups = [g for _, g in diffs.groupby(["task", *item])]
-    taus = []
-    for _ in range(n_boot):
-        sample = pd.concat([g.iloc[rng.integers(0, len(g), len(g))] for g in groups])
-        t = scores(sample)
-        value = kendalltau(t["cancer"], t["cardio"]).statistic if len(t) >= 3 else np.nan
-        if np.isfinite(value):
-            taus.append(value)
-    low, high = (np.quantile(taus, [0.025, 0.975]) if taus else (np.nan, np.nan))
+    items = list(table.index)
+    # boot[domain][item] = (n_boot,) resampled domain score: mean over the domain's tasks of resampled task means
+    sums = {d: np.zeros((len(items), n_boot)) for d in ("cancer", "cardio")}
+    counts = {d: np.zeros(len(items)) for d in ("cancer", "cardio")}
+    position = {key: i for i, key in enumerate(items)}
+    for (domain, _task, *key), group in diffs.groupby(["domain", "task", *item]):
+        i = position.get(tuple(key))
+        if i is None:
+            continue
+        values = group["diff"].to_numpy(np.float64)
+        sums[domain][i] += values[rng.integers(0, len(values), size=(n_boot, len(values)))].mean(axis=1)
+        counts[domain][i] += 1
+    cancer, cardio = (sums[d] / counts[d][:, None] for d in ("cancer", "cardio"))
+    taus = np.array([kendalltau(cancer[:, b], cardio[:, b]).statistic for b in range(n_boot)])
+    taus = taus[np.isfinite(taus)]
+    low, high = (np.quantile(taus, [0.025, 0.975]) if len(taus) else (np.nan, np.nan))
     return {"tau": tau, "ci_low": float(low), "ci_high": float(high), "n_items": len(table),
             "n_boot": len(taus), "table": table.reset_index()}
 
