@@ -105,7 +105,8 @@ def count_patches(path: Path) -> int:
     return int(shape[0])
 
 
-def wsi_frame(patient_id: np.ndarray, slide_ids: np.ndarray, feature_dir: Path, dx1_only: bool = False) -> pd.DataFrame:
+def wsi_frame(patient_id: np.ndarray, slide_ids: np.ndarray, feature_dir: Path, dx1_only: bool = False,
+              require_any: bool = True) -> pd.DataFrame:
     """Build the ``wsi`` modality frame of a cohort.
 
     Parameters
@@ -119,6 +120,10 @@ def wsi_frame(patient_id: np.ndarray, slide_ids: np.ndarray, feature_dir: Path, 
     dx1_only : bool
         Keep only each patient's ``-DX1`` slide (the first diagnostic slide,
         a common choice in the literature); default: every slide.
+    require_any : bool
+        Raise when no patient has a slide file (default). ``False`` returns
+        an all-missing table instead (another cohort's patients in a
+        pretraining corpus, whose features may not be prepared).
 
     Returns
     -------
@@ -132,7 +137,7 @@ def wsi_frame(patient_id: np.ndarray, slide_ids: np.ndarray, feature_dir: Path, 
     DataError
         A slide file exists but is unreadable or has no ``features``; or no
         patient of the cohort has a single slide file (the message names the
-        folder and an expected file name).
+        folder and an expected file name), unless ``require_any`` is False.
     """
     feature_dir = Path(feature_dir).resolve()
     present = {p.stem: p for p in feature_dir.glob("*.h5")}
@@ -149,7 +154,7 @@ def wsi_frame(patient_id: np.ndarray, slide_ids: np.ndarray, feature_dir: Path, 
         counts.append(float(sum(count_patches(f) for f in files)) if files else np.nan)
     frame = pd.DataFrame({"bag_paths": paths, "n_patches": np.asarray(counts, dtype=np.float64)},
                          index=pd.Index(np.asarray(patient_id).astype(str), name="patient_id"))
-    if len(frame) and frame["n_patches"].isna().all():
+    if require_any and len(frame) and frame["n_patches"].isna().all():
         raise DataError(f"{feature_dir}: no slide of this cohort has a feature file (expected e.g. '{first_expected}')")
     return frame
 

@@ -32,7 +32,7 @@ from benchmark.worker import FoldJob, Limits, WorkerServer, preload_modules
 DEFAULT_TASK = "geo-gse7390"
 SMOKE_SIZES = (40, 10, 10)
 MANIFEST_FIELDS = ("name", "description", "entry", "modalities", "paper", "params", "optional_modalities",
-                   "missing_modalities", "pretrain_encoders")
+                   "missing_modalities", "pretrain_encoders", "pretrain_bag_encoder")
 
 
 @dataclass
@@ -71,11 +71,16 @@ def manifest_problems(folder: Path) -> list[str]:
         problems.append(f"{manifest}: field 'params' must be a table ([params])")
     for key in sorted(set(raw) - set(MANIFEST_FIELDS)):
         problems.append(f"{manifest}: unknown field '{key}' (known: {', '.join(MANIFEST_FIELDS)})")
-    from benchmark.pretrain.stage import SHARED_ENCODERS
+    from benchmark.pretrain.stage import BAG_ENCODERS, SHARED_ENCODERS
 
     if "pretrain_encoders" in raw and raw["pretrain_encoders"] not in SHARED_ENCODERS:
         problems.append(f"{manifest}: field 'pretrain_encoders' must be one of {', '.join(SHARED_ENCODERS)}, "
                         f"got {raw['pretrain_encoders']!r}")
+    if "pretrain_bag_encoder" in raw and raw["pretrain_bag_encoder"] not in BAG_ENCODERS:
+        problems.append(f"{manifest}: field 'pretrain_bag_encoder' must be one of {', '.join(BAG_ENCODERS)}, "
+                        f"got {raw['pretrain_bag_encoder']!r}")
+    if "pretrain_bag_encoder" in raw and "pretrain_encoders" not in raw:
+        problems.append(f"{manifest}: field 'pretrain_bag_encoder' needs 'pretrain_encoders' (a shared encoder family)")
     return problems
 
 

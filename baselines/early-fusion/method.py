@@ -20,9 +20,17 @@ so random and pretrained encoders feed the fusion block at the same scale.
 **Transfer learning** (:class:`~benchmark.pretrain.modality.ModalityEncoderTransfer`):
 the per-modality SNN encoders can be pretrained (``pretrain_strategy``) and
 then frozen (``regime = "probe"``) or fine-tuned at ``encoder_lr_scale`` x
-``lr``. With a wsi modality, the tabular encoders transfer and the ABMIL
-branch starts from random weights (no slide-side pretraining yet).
+``lr``. With a wsi modality, ``pretrain`` trains the tabular encoders **and**
+the ABMIL branch jointly on the corpus's slides (:func:`benchmark.pretrain.slides.pretrain_with_slides`:
+masked patch-feature modelling, slide <-> omics InfoNCE, slide <-> omics
+translation, or the bag embedding in the stratified Cox loss); ``fit`` loads
+both (state prefixes ``encoders.`` and ``wsi.``) and applies the regime to
+both. ``pretrain_bag_encoder = "abmil"`` in method.toml keys that pretraining
+apart from the tabular-only one shared with late-fusion. Without a wsi
+modality only the tabular encoders are pretrained, as before.
 """
+
+import numpy as np
 
 from torch import nn
 
@@ -34,10 +42,12 @@ from benchmark.nn.encoders import (SNN, EmbeddingStandardiser, ModalityEncoders,
                                    widths)
 from benchmark.nn.fusion import concat_fusion
 from benchmark.nn.heads import HazardHead
+from benchmark.errors import MethodError
 from benchmark.nn.mil import ABMILEncoder, MILConfig, bag_data, predict_mil, train_mil
 from benchmark.nn.train import TrainConfig, predict, seed_everything, train_model
 from benchmark.pretrain.modality import ModalityEncoderTransfer
-from benchmark.pretrain.strategies import parameter_groups
+from benchmark.pretrain.slides import corpus_bag_data, pretrain_with_slides
+from benchmark.pretrain.strategies import load_module_arrays, module_arrays, parameter_groups
 
 
 class ConcatNet(nn.Module):
@@ -62,13 +72,18 @@ class ConcatMILNet(nn.Module):
         super().__init__()
         self.encoders = ModalityEncoders(dims, hidden, dropout)
         self.standardisers = nn.ModuleDict({m: EmbeddingStandardiser(self.encoders.out_dim) for m in dims})
-        self.wsi = ABMILEncoder(in_dim, wsi_dim, wsi_dim // 2, self.encoders.out_dim, dropout)
+        self.wsi = bag_encoder(in_dim, wsi_dim, self.encoders.out_dim, dropout)
         self.fusion = SNN((len(dims) + 1) * self.encoders.out_dim, (fusion_hidden,), dropout)
         self.head = HazardHead(fusion_hidden, n_bins)
 
     def forward(self, bags, inputs):
         embeddings = [*(self.standardisers[m](z) for m, z in self.encoders(inputs).items()), self.wsi(bags)]
         return self.head(self.fusion(concat_fusion(embeddings)))
+
+
+def bag_encoder(in_dim, wsi_dim, out_dim, dropout):
+    """The WSI branch: ABMIL with patch width ``wsi_dim``, attention width ``wsi_dim // 2``, embedding ``out_dim``."""
+    return ABMILEncoder(in_dim, wsi_dim, wsi_dim // 2, out_dim, dropout)
 
 
 class EarlyFusion(ModalityEncoderTransfer):
@@ -79,6 +94,7 @@ class EarlyFusion(ModalityEncoderTransfer):
         self.standardise_embeddings = str(standardise_embeddings).lower() in ("true", "1", "yes")
         self.encoder_lr_scale = float(encoder_lr_scale)
         self.pretrained = None  # (corpus preprocessor, ModalityEncoders) after pretrain / load_pretrained
+        self.pretrained_wsi = None  # the pretrained ABMIL branch (corpora with a wsi modality)
         self.wsi_dim = int(wsi_dim)
         self.hidden = widths(hidden)
         self.fusion_hidden = int(fusion_hidden)
@@ -87,6 +103,48 @@ class EarlyFusion(ModalityEncoderTransfer):
         self.alpha = float(alpha)
         self.max_features = int(max_features) if max_features else None
         self.train_params = train_params
+
+    def pretrain(self, corpus, ctx):
+        """Pretrain the tabular encoders; with a wsi modality in ``corpus``, jointly with the ABMIL branch.
+
+        Raises
+        ------
+        MethodError
+            From :func:`~benchmark.pretrain.slides.pretrain_with_slides` (no
+            patient with a bag, a paired strategy without tabular modality, ...).
+        """
+        if corpus.bag_modality is None:
+            return super().pretrain(corpus, ctx)
+        prep, encoders, inputs, observed, config = self.pretrain_setup(corpus, ctx)
+        bags = corpus_bag_data(corpus)
+        self.wsi_in_dim = feature_dim(corpus.modalities[corpus.bag_modality])
+        wsi = bag_encoder(self.wsi_in_dim, self.wsi_dim, encoders.out_dim, self.dropout)
+        self.pretrain_result = pretrain_with_slides(encoders.encoders, wsi, inputs, observed, bags, self.wsi_in_dim,
+                                                    corpus.strategy, config, corpus.cohort, corpus.time, corpus.event,
+                                                    bag_name=corpus.bag_modality)
+        self.pretrained, self.pretrained_wsi = (prep, encoders), wsi
+
+    def pretrained_state(self):
+        """The tabular state (:class:`ModalityEncoderTransfer`) plus ABMIL weights ``wsi.*`` and ``meta/wsi_in_dim``."""
+        state = super().pretrained_state()
+        if self.pretrained_wsi is not None:
+            state |= {**module_arrays(self.pretrained_wsi, "wsi."), "meta/wsi_in_dim": np.array([self.wsi_in_dim])}
+        return state
+
+    def load_pretrained(self, state, ctx):
+        """Rebuild the tabular encoders and, when ``state`` has ``wsi.*`` weights, the ABMIL branch.
+
+        Raises
+        ------
+        MethodError
+            The weights do not fit this method's ``hidden``/``wsi_dim`` widths.
+        """
+        super().load_pretrained(state, ctx)
+        self.pretrained_wsi = None
+        if "meta/wsi_in_dim" in state:
+            self.wsi_in_dim = int(np.asarray(state["meta/wsi_in_dim"]).ravel()[0])
+            self.pretrained_wsi = bag_encoder(self.wsi_in_dim, self.wsi_dim, self.pretrained[1].out_dim, self.dropout)
+            load_module_arrays(self.pretrained_wsi, state, "wsi.")
 
     def fit(self, train, val, ctx):
         self.wsi = next(iter(train.modality_names(["wsi"])), None)
@@ -118,24 +176,34 @@ class EarlyFusion(ModalityEncoderTransfer):
             parameters=groups,
         )
 
-    def _prepare_encoders(self, inputs):
-        """Load pretrained encoder weights (if any), fit the embedding standardisers; the optimiser groups."""
+    def _prepare_encoders(self, inputs, with_wsi=False):
+        """Load pretrained encoder weights (if any), fit the embedding standardisers; the optimiser groups.
+
+        ``with_wsi``: the pretrained ABMIL branch (if any) is loaded into ``model.wsi`` and the regime covers it.
+        """
         groups = None
         if self.pretrained is not None:
             self.model.encoders.load_state_dict(self.pretrained[1].state_dict())
+            encoders = [self.model.encoders]
+            if with_wsi and self.pretrained_wsi is not None:
+                self.model.wsi.load_state_dict(self.pretrained_wsi.state_dict())
+                encoders.append(self.model.wsi)
             lr = TrainConfig.from_params(**self.train_params).lr
-            groups = parameter_groups(self.model, [self.model.encoders], self.regime, lr, self.encoder_lr_scale)
+            groups = parameter_groups(self.model, encoders, self.regime, lr, self.encoder_lr_scale)
         if self.standardise_embeddings and self.modalities:
             fit_standardisers(self.model.standardisers, self.model.encoders.encoders, inputs)
         return groups
 
     def _fit_wsi(self, train, val, ctx):
-        """With a wsi modality: pretrained tabular encoders (if any) transfer; the ABMIL branch starts at random."""
+        """With a wsi modality: pretrained tabular encoders and ABMIL branch (if any) transfer under the regime."""
         self.in_dim = feature_dim(train.modalities[self.wsi])
+        if self.pretrained_wsi is not None and self.wsi_in_dim != self.in_dim:
+            raise MethodError(f"pretrained ABMIL branch reads {self.wsi_in_dim}-d patch features, "
+                              f"the task's bags have {self.in_dim}")
         dims = {m: self.prep.dims()[m] for m in self.modalities}
         self.model = ConcatMILNet(dims, self.in_dim, self.wsi_dim, self.hidden, self.fusion_hidden, self.dropout,
                                   len(self.edges) - 1)
-        groups = self._prepare_encoders(modality_tensors(self.prep, train, self.modalities))
+        groups = self._prepare_encoders(modality_tensors(self.prep, train, self.modalities), with_wsi=True)
         self.config = MILConfig.from_params(**self.train_params, seed=ctx.seed, device=ctx.device)
         self.result = train_mil(self.model, nll_objective(self.alpha), self._bags(train, self.edges),
                                 self._bags(val, self.edges), self.in_dim, self.config,

@@ -52,6 +52,27 @@ cohorts' are ``<dataset>:<pid>``.
 
 ``supervised-pancancer`` corpora (``labels=True``) hold the labels of the
 *other* cohorts only: the target cohort's patients are left out entirely.
+
+Slides (the ``wsi`` modality)
+-----------------------------
+When the target cohort has a ``wsi`` modality (a bag table, :mod:`benchmark.bags`),
+the corpus carries the bag table of its patients under the same name and kind,
+in the same layout (``bag_paths``, ``n_patches``; one row per corpus patient,
+in corpus order). The bags themselves stay on disk and are read lazily by the
+strategies (:mod:`benchmark.pretrain.slides`).
+
+* ``same-cohort``: the rows of the fold's corpus patients (train; val only in
+  the transductive mode), from the cohort's own table.
+* ``pancancer``: target-cohort patients keep the cohort's rows; a patient of
+  another TCGA cohort gets a bag from the slide files of the **same feature
+  folder** (``<data-root>/features/<encoder>``, and the run's ``dx1_only``
+  choice), built with :func:`benchmark.bags.wsi_frame` from that cohort's
+  slide ids.
+* ``pan-cardio``: only the target's own patients can have bags.
+
+A patient without a slide file is **missing** (``''``, NaN ``n_patches``),
+never given a fake bag. The same ``protected`` rule removes the fold's test
+(and val) patients, bags included.
 """
 
 from __future__ import annotations
@@ -113,7 +134,9 @@ class Corpus:
     modalities : dict of str to DataFrame
         The target task's modality names and columns, shape (n, p_m), float64;
         NaN = not observed (a missing value, or a variable the source cohort
-        does not have). Never zero-filled.
+        does not have). Never zero-filled. A ``wsi`` modality (kind ``wsi``)
+        is a bag table instead: ``bag_paths`` (str) and ``n_patches``
+        (float64, NaN = no slide file), see :mod:`benchmark.bags`.
     kinds : dict of str to str
     time, event : ndarray or None
         Only in ``supervised-pancancer`` corpora: the other cohorts' labels
@@ -145,8 +168,13 @@ class Corpus:
         return self.time is not None
 
     def observed(self, modality: str) -> np.ndarray:
-        """Boolean mask (n, p_m): True where the value was measured."""
+        """Boolean mask (n, p_m): True where the value was measured (tabular modalities)."""
         return self.modalities[modality].notna().to_numpy()
+
+    @property
+    def bag_modality(self) -> str | None:
+        """Name of the corpus's ``wsi`` modality (a bag table), or None when it has none."""
+        return next((m for m, kind in self.kinds.items() if kind == "wsi"), None)
 
     def modality_names(self, kinds: list[str] | None = None) -> list[str]:
         return [m for m in self.modalities if kinds is None or self.kinds[m] in kinds]
@@ -159,13 +187,20 @@ class Corpus:
                        event=None if self.event is None else self.event[index])
 
     def sha256(self) -> str:
-        """Hash of ids, cohorts, columns, values and labels (the pretraining cache key's corpus part)."""
+        """Hash of ids, cohorts, columns, values, bag tables (paths and patch counts) and labels.
+
+        The pretraining cache key's corpus part.
+        """
         digest = hashlib.sha256()
         digest.update(f"{self.source}|{self.n}".encode())
         digest.update("\x00".join(self.patient_id.astype(str)).encode())
         digest.update("\x00".join(self.cohort.astype(str)).encode())
         for name, frame in self.modalities.items():
             digest.update(f"{name}:{self.kinds[name]}:{'|'.join(map(str, frame.columns))}".encode())
+            if self.kinds[name] == "wsi":
+                digest.update("\x00".join(frame["bag_paths"].astype(str)).encode())
+                digest.update(np.ascontiguousarray(frame["n_patches"].to_numpy(dtype=np.float64)).tobytes())
+                continue
             digest.update(np.ascontiguousarray(frame.to_numpy(dtype=np.float64)).tobytes())
         if self.time is not None:
             digest.update(self.time.astype(np.float64).tobytes() + self.event.astype(np.int8).tobytes())
@@ -188,7 +223,7 @@ def protected_ids(split, fold: int, transductive: bool = False) -> set[str]:
 
 
 def build_pretrain_corpus(source: str, strategy: str, task, cohort: Cohort, split, fold: int,
-                          data_root: Path | None, transductive: bool = False) -> Corpus:
+                          data_root: Path | None, transductive: bool = False, dx1_only: bool = False) -> Corpus:
     """The fold's pretraining corpus from ``source``, without the fold's test (and val) patients.
 
     Parameters
@@ -206,6 +241,9 @@ def build_pretrain_corpus(source: str, strategy: str, task, cohort: Cohort, spli
         TCGA data root (``pancancer``).
     transductive : bool
         Keep the fold's val patients, unlabelled (never with ``supervised-pancancer``).
+    dx1_only : bool
+        With a ``wsi`` modality: other cohorts' bags from their ``-DX1`` slide
+        only (use the run's choice, as the cohort's own table was built).
 
     Returns
     -------
@@ -225,7 +263,8 @@ def build_pretrain_corpus(source: str, strategy: str, task, cohort: Cohort, spli
         raise DataError("pretrain_transductive cannot be combined with supervised-pancancer")
     protected = protected_ids(split, fold, transductive)
     columns = {m: list(f.columns) for m, f in cohort.modalities.items() if cohort.kinds[m] != "wsi"}
-    kinds = {m: cohort.kinds[m] for m in columns}
+    wsi = next((m for m in cohort.modalities if cohort.kinds[m] == "wsi"), None)
+    kinds = {m: cohort.kinds[m] for m in columns} | ({wsi: "wsi"} if wsi else {})
     if source == "same-cohort":
         if labelled:
             raise DataError("supervised-pancancer pretrains on other cohorts: use pretrain_corpus pancancer or pan-cardio")
@@ -234,7 +273,7 @@ def build_pretrain_corpus(source: str, strategy: str, task, cohort: Cohort, spli
         ids = [p for p in table["patient_id"].astype(str) if p not in protected]
         view = cohort.select(ids)
         return Corpus(source, strategy, view.patient_id.astype(str), np.full(view.n, task.name, dtype=object),
-                      {m: view.modalities[m] for m in columns}, kinds, excluded=len(protected),
+                      {m: view.modalities[m] for m in kinds}, kinds, excluded=len(protected),
                       transductive=transductive and not split.val_is_test)
     if source == "pancancer":
         data_root = _require_root(data_root)
@@ -267,14 +306,75 @@ def build_pretrain_corpus(source: str, strategy: str, task, cohort: Cohort, spli
     patient_id = np.concatenate([p[1] for p in parts]).astype(str)
     for frame in modalities.values():
         frame.index = pd.Index(patient_id, name="patient_id")
+    if wsi is not None:
+        modalities[wsi] = corpus_bags(cohort, wsi, parts, source, data_root, dx1_only)
     others = np.concatenate([p[1] for p in parts if p[0] != own]) if any(p[0] != own for p in parts) else []
-    if len(others) and not any(modalities[m].loc[list(others)].notna().any().any() for m in columns):
+    if len(others) and not any(modalities[m].loc[list(others)].notna().any().any() for m in columns) and not (
+            wsi is not None and modalities[wsi].loc[list(others), "n_patches"].notna().any()):
         raise DataError(f"pretraining corpus '{source}' shares no observed column with task '{task.name}'")
     return Corpus(source, strategy, patient_id, np.concatenate([np.full(len(p[1]), p[0], dtype=object) for p in parts]),
                   modalities, kinds,
                   time=np.concatenate([p[3] for p in parts]) if labelled else None,
                   event=np.concatenate([p[4] for p in parts]) if labelled else None,
                   excluded=excluded)
+
+
+def corpus_bags(cohort: Cohort, wsi: str, parts: list[tuple], source: str, data_root: Path | None,
+                dx1_only: bool) -> pd.DataFrame:
+    """The bag table of a pooled corpus's patients (rows in the order of ``parts``).
+
+    Parameters
+    ----------
+    cohort : Cohort
+        The target cohort; its ``wsi`` table gives its own patients' rows.
+    wsi : str
+        Name of the cohort's wsi modality.
+    parts : list of tuple
+        ``(code, patient ids, ...)`` per pooled cohort, protected patients already removed.
+    source : str
+    data_root : Path or None
+    dx1_only : bool
+
+    Returns
+    -------
+    DataFrame, shape (n, 2), index ``patient_id``
+        ``bag_paths`` (str, ``''`` = none) and ``n_patches`` (float64, NaN =
+        no slide file). Another TCGA cohort's patient (``pancancer``) reads its
+        slides in the folder of the target's bags; in ``pan-cardio`` only the
+        target's own patients can have a bag.
+
+    Raises
+    ------
+    DataError
+        A slide file of another cohort exists but cannot be read.
+    """
+    from benchmark.bags import wsi_frame
+
+    own_table = cohort.modalities[wsi]
+    patient_id = np.concatenate([p[1] for p in parts]).astype(str)
+    frame = own_table.reindex(patient_id)
+    frame["bag_paths"] = frame["bag_paths"].fillna("").astype(str)
+    folder = bag_folder(own_table)
+    others = ~np.isin(patient_id, own_table.index.astype(str))
+    if source == "pancancer" and folder is not None and others.any():
+        pool = pancancer_pool(str(data_root))
+        slide_ids = np.concatenate([pool[code]["slide_ids"].reindex(ids).fillna("").astype(str).to_numpy()
+                                    if "slide_ids" in pool[code] else np.full(len(ids), "", dtype=object)
+                                    for code, ids, *_ in parts])
+        built = wsi_frame(patient_id[others], slide_ids[others], folder, dx1_only, require_any=False)
+        frame.loc[others, "bag_paths"] = built["bag_paths"].to_numpy()
+        frame.loc[others, "n_patches"] = built["n_patches"].to_numpy()
+    frame.index = pd.Index(patient_id, name="patient_id")
+    return frame[["bag_paths", "n_patches"]].astype({"bag_paths": str, "n_patches": np.float64})
+
+
+def bag_folder(table: pd.DataFrame) -> Path | None:
+    """The feature folder of a bag table: the directory of its first slide file (None when it has none)."""
+    for cell in table["bag_paths"].astype(str):
+        first = next((p for p in cell.split("|") if p), None)
+        if first:
+            return Path(first).parent
+    return None
 
 
 @functools.lru_cache(maxsize=2)
@@ -379,7 +479,8 @@ def pancancer_pool(data_root: str) -> dict[str, pd.DataFrame]:
     """Every TCGA cohort file under ``<data_root>/omics``, one row per patient (index ``case_id``).
 
     Columns: the file's clinical and molecular columns plus ``time``
-    (``survival_months``) and ``event`` (``1 - censorship``). Cached per data
+    (``survival_months``), ``event`` (``1 - censorship``) and ``slide_ids``
+    (the patient's slide ids, sorted, ``'|'``-joined). Cached per data
     root within a process (loading the 14 files takes ~30 s on 2 cores).
     """
     pool = {}
@@ -393,6 +494,10 @@ def pancancer_pool(data_root: str) -> dict[str, pd.DataFrame]:
             raise DataError(f"{path}: fields case_id, survival_months and censorship are needed")
         patients = slides.drop_duplicates("case_id").set_index("case_id").copy()  # one block, not thousands
         patients.index = patients.index.astype(str)
+        if "slide_id" in slides:
+            joined = slides.groupby("case_id", sort=False)["slide_id"].agg(lambda s: "|".join(sorted(map(str, s))))
+            joined.index = joined.index.astype(str)
+            patients["slide_ids"] = joined.reindex(patients.index).to_numpy()
         patients = patients.assign(time=pd.to_numeric(patients["survival_months"], errors="coerce"),
                                    event=1 - pd.to_numeric(patients["censorship"], errors="coerce"))
         pool[code] = patients[patients["time"].notna() & patients["event"].isin([0, 1])]

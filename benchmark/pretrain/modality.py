@@ -50,6 +50,24 @@ class ModalityEncoderTransfer:
             From :func:`~benchmark.pretrain.strategies.pretrain_encoders`
             (empty corpus, non-finite loss, unlabelled supervised corpus).
         """
+        prep, encoders, inputs, observed, config = self.pretrain_setup(corpus, ctx)
+        self.pretrain_result = pretrain_encoders(encoders.encoders, inputs, observed, corpus.strategy, config,
+                                                 corpus.cohort, corpus.time, corpus.event)
+        self.pretrained = (prep, encoders)
+
+    def pretrain_setup(self, corpus, ctx) -> tuple[TabularPreprocessor, ModalityEncoders, dict, dict, PretrainConfig]:
+        """Corpus preprocessor, freshly seeded encoders, corpus tensors and config of a tabular pretraining.
+
+        Returns
+        -------
+        prep : TabularPreprocessor
+            Learned on the corpus; modalities without a usable column dropped.
+        encoders : ModalityEncoders
+            One SNN per kept modality (built right after ``seed_everything(ctx.seed)``).
+        inputs, observed : dict of str to Tensor (n, p_m)
+            :func:`~benchmark.pretrain.strategies.corpus_tensors`.
+        config : PretrainConfig
+        """
         modalities = corpus.modality_names(list(TABULAR_KINDS))
         prep = corpus_preprocessor(corpus, modalities, self.max_features)
         modalities = [m for m, d in prep.dims().items() if d > 0]
@@ -58,9 +76,7 @@ class ModalityEncoderTransfer:
         encoders = ModalityEncoders({m: prep.dims()[m] for m in modalities}, self.hidden, self.dropout)
         inputs, observed = corpus_tensors(prep, corpus, modalities)
         config = PretrainConfig.from_params(**self.train_params, seed=ctx.seed, device=ctx.device)
-        self.pretrain_result = pretrain_encoders(encoders.encoders, inputs, observed, corpus.strategy, config,
-                                                 corpus.cohort, corpus.time, corpus.event)
-        self.pretrained = (prep, encoders)
+        return prep, encoders, inputs, observed, config
 
     def pretrained_state(self) -> dict[str, np.ndarray]:
         """Preprocessor arrays, encoder weights (``encoders.*``) and the loss per step (``meta/losses``)."""

@@ -139,20 +139,31 @@ SHARED_ENCODERS = {
 """Pretraining code shared by several methods (``pretrain_encoders = "<name>"`` in method.toml): the files that
 define the pretrained weights and the method params they read (besides every ``pretrain_*`` param)."""
 
+BAG_ENCODERS = {
+    "abmil": (("benchmark/pretrain/slides.py", "benchmark/nn/mil.py", "benchmark/bags.py"), ("wsi_dim",)),
+}
+"""Bag encoders a shared-family method pretrains with the slides of a corpus that has a ``wsi`` modality
+(``pretrain_bag_encoder = "<name>"`` in method.toml): the files and params that define their weights. Such a
+pretraining is keyed apart from the family's tabular-only one (a method of the family that does not pretrain a
+bag encoder keeps its own, unchanged state)."""
+
 
 def cache_key(settings: TransferSettings, corpus_source: str, corpus_sha: str, fold: int, seed: int, spec,
-              params: dict[str, Any]) -> str:
+              params: dict[str, Any], slides: bool = False) -> str:
     """sha256 (hex, 24 chars) of what determines the pretrained weights.
 
     A method whose manifest names a shared encoder family (``pretrain_encoders
     = "modality-snn"``: early-fusion and late-fusion) is keyed by that
     family's code and params instead of its own folder and params, so the
     fusion baselines of an ablation share one pretraining per fold and seed.
+    With ``slides`` (the corpus has a ``wsi`` modality) a family method that
+    declares ``pretrain_bag_encoder`` is keyed by that bag encoder's code and
+    params too, apart from the family's tabular-only pretraining.
 
     Raises
     ------
     MethodError
-        An unknown ``pretrain_encoders`` family.
+        An unknown ``pretrain_encoders`` family or ``pretrain_bag_encoder``.
     """
     family = spec.extra.get("pretrain_encoders")
     if family is None:
@@ -165,6 +176,16 @@ def cache_key(settings: TransferSettings, corpus_source: str, corpus_sha: str, f
             digest.update(name.encode() + (REPO / name).read_bytes())
         code, owner = digest.hexdigest(), f"encoders:{family}"
         kept = {k: v for k, v in params.items() if k in names or k.startswith("pretrain_")}
+        bag_encoder = spec.extra.get("pretrain_bag_encoder")
+        if slides and bag_encoder is not None:
+            if bag_encoder not in BAG_ENCODERS:
+                raise MethodError(f"method '{spec.name}': unknown pretrain_bag_encoder '{bag_encoder}' "
+                                  f"(known: {', '.join(BAG_ENCODERS)})")
+            bag_files, bag_names = BAG_ENCODERS[bag_encoder]
+            for name in bag_files:
+                digest.update(name.encode() + (REPO / name).read_bytes())
+            code, owner = digest.hexdigest(), f"encoders:{family}+{bag_encoder}"
+            kept |= {k: v for k, v in params.items() if k in bag_names}
     else:
         raise MethodError(f"method '{spec.name}': unknown pretrain_encoders '{family}' "
                           f"(known: {', '.join(SHARED_ENCODERS)})")
@@ -210,10 +231,14 @@ def pretrain_fold(task, spec, params: dict, cohort: Cohort, split, fold: int, co
     if not settings.pretrains:
         return None, info, None
     corpus = build_pretrain_corpus(settings.corpus, settings.strategy, task, cohort, split, fold,
-                                   resolve_data_root(config.data_root), settings.transductive)
+                                   resolve_data_root(config.data_root), settings.transductive,
+                                   dx1_only=bool(getattr(config, "dx1_only", False)))
     digest = corpus.sha256()
-    key = cache_key(settings, corpus.source, digest, fold, config.seed, spec, params)
+    key = cache_key(settings, corpus.source, digest, fold, config.seed, spec, params,
+                    slides=corpus.bag_modality is not None)
     path = Path(config.out) / ".pretrain-cache" / f"{key}.npz"
+    if corpus.bag_modality is not None:
+        info["corpus_n_with_bags"] = int(corpus.modalities[corpus.bag_modality]["n_patches"].notna().sum())
     info.update({"corpus_source": corpus.source, "corpus_n": corpus.n, "corpus_sha256": digest,
                  "corpus_cohorts": sorted(set(map(str, corpus.cohort))), "excluded_patients": corpus.excluded,
                  "cache_key": key})

@@ -39,6 +39,11 @@ Strategies
     likelihood **stratified by cohort** (each cohort its own baseline hazard,
     so cohorts with different time units and baseline risks pool safely).
 
+With slides (a corpus with a ``wsi`` modality) the same strategies also train
+a bag encoder: :mod:`benchmark.pretrain.slides` (masked = the mean feature of
+hidden patches; contrastive and translation pair the slide with each tabular
+modality; the bag embedding joins the supervised Cox loss).
+
 Regimes
 -------
 ``probe`` — pretrained encoders frozen; the fusion layers and the survival
@@ -86,6 +91,10 @@ class PretrainConfig:
         InfoNCE temperature (``contrastive``).
     proj_dim : int
         Projection width (``contrastive``).
+    bag_patches : int
+        Slides (:mod:`benchmark.pretrain.slides`): at most this many patches
+        sampled per bag and step (0 = full bags). Bounds a step's memory:
+        ``batch_size x bag_patches`` patch features.
     seed : int
     device : str
     """
@@ -97,6 +106,7 @@ class PretrainConfig:
     mask_rate: float = 0.3
     temperature: float = 0.1
     proj_dim: int = 64
+    bag_patches: int = 512
     seed: int = 0
     device: str = "cpu"
 

@@ -1,4 +1,4 @@
-"""TEST method: its pretrained state is the list of patient ids (and cohorts) its pretrain received."""
+"""TEST method: its pretrained state is the list of patient ids (cohorts, bag paths) its pretrain received."""
 
 import numpy as np
 
@@ -14,9 +14,12 @@ class PretrainSpy:
         self.ids = np.asarray(corpus.patient_id, dtype=str)
         self.cohorts = np.asarray(corpus.cohort, dtype=str)
         self.labelled = corpus.has_labels
+        bags = corpus.modalities[corpus.bag_modality] if corpus.bag_modality else None
+        self.bag_paths = np.asarray([] if bags is None else bags["bag_paths"].astype(str), dtype=str)
 
     def pretrained_state(self):
-        return {"patient_id": self.ids, "cohort": self.cohorts, "labelled": np.array([self.labelled])}
+        return {"patient_id": self.ids, "cohort": self.cohorts, "labelled": np.array([self.labelled]),
+                "bag_paths": self.bag_paths}
 
     def load_pretrained(self, state, ctx):
         self.loaded = state
