@@ -31,7 +31,6 @@ modality only the tabular encoders are pretrained, as before.
 """
 
 import numpy as np
-
 from torch import nn
 
 from benchmark.bags import feature_dim
@@ -41,8 +40,8 @@ from benchmark.nn.discrete import discrete_prediction, discrete_targets, fit_bin
 from benchmark.nn.encoders import (SNN, EmbeddingStandardiser, ModalityEncoders, fit_standardisers, modality_tensors,
                                    widths)
 from benchmark.nn.fusion import concat_fusion
-from benchmark.nn.heads import HazardHead
 from benchmark.errors import MethodError
+from benchmark.nn.heads import HazardHead
 from benchmark.nn.mil import ABMILEncoder, MILConfig, bag_data, predict_mil, train_mil
 from benchmark.nn.train import TrainConfig, predict, seed_everything, train_model
 from benchmark.pretrain.modality import ModalityEncoderTransfer
