@@ -44,6 +44,8 @@ import pandas as pd
 from benchmark.errors import MMBenchError
 
 N_BOOT = 2000
+CONFIG_FIELDS = ("out", "report", "tasks", "methods", "strategies", "regimes", "label_budgets", "seeds", "folds",
+                 "corpus", "split_set", "params")
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,8 @@ def load_ablation(path: Path) -> dict[str, Any]:
     for key in ("tasks", "methods", "strategies"):
         if not raw.get(key):
             raise MMBenchError(f"{path}: field '{key}' is missing or empty")
+    for key in sorted(set(raw) - set(CONFIG_FIELDS)):
+        raise MMBenchError(f"{path}: unknown field '{key}' (known: {', '.join(CONFIG_FIELDS)})")
     raw.setdefault("regimes", ["finetune"])
     raw.setdefault("label_budgets", [1.0])
     raw.setdefault("seeds", [0])
@@ -106,6 +110,49 @@ def ablation_cells(config: dict[str, Any]) -> list[AblationCell]:
     return cells
 
 
+def check_cells(config: dict[str, Any], cells: list[AblationCell], data_root: Path | None, source: Path) -> None:
+    """Check every cell before the first one runs: tasks, methods, data root, transfer params, corpus x strategy.
+
+    Raises
+    ------
+    MMBenchError
+        The first problem, naming the config file and the field or cell.
+    """
+    from benchmark.loaders import resolve_data_root
+    from benchmark.method import load_spec
+    from benchmark.pretrain.corpus import default_source
+    from benchmark.pretrain.stage import lacks_pretraining_hooks, transfer_settings
+    from benchmark.task import load_task
+
+    try:
+        tasks = {name: load_task(name) for name in config["tasks"]}
+        specs = {path: load_spec(path) for path in config["methods"]}
+    except MMBenchError as exc:
+        raise MMBenchError(f"{source}: {exc}") from None
+    root = resolve_data_root(data_root)
+    for cell in cells:
+        task = tasks[cell.task]
+        params = {**specs[cell.method].params, **config.get("params", {}), **_cell_params(config, cell)}
+        try:
+            settings = transfer_settings(params)
+        except MMBenchError as exc:
+            raise MMBenchError(f"{source}: cell {cell.task} {cell.method} {cell.strategy}/{cell.regime}: {exc}") from None
+        corpus = default_source(task) if settings.corpus == "auto" else settings.corpus
+        where = f"{source}: task '{cell.task}'"
+        if (task.source == "tcga" or (settings.pretrains and corpus == "pancancer")) and root is None:
+            raise MMBenchError(f"{where} needs the TCGA data root (pass --data-root DIR or set MMBENCH_DATA)")
+        if settings.pretrains and settings.strategy == "supervised-pancancer" and corpus == "same-cohort":
+            raise MMBenchError(f"{where}: strategy supervised-pancancer pretrains on other cohorts; "
+                               "field 'corpus' must not be same-cohort for it")
+        if settings.pretrains and lacks_pretraining_hooks(specs[cell.method]):
+            raise MMBenchError(f"{source}: method '{cell.method}' in field 'methods' has no pretrain method")
+
+
+def _cell_params(config: dict[str, Any], cell: AblationCell) -> dict[str, Any]:
+    return {"pretrain_strategy": cell.strategy, "regime": cell.regime, "label_budget": cell.budget,
+            "pretrain_corpus": _corpus_for(config, cell.task)}
+
+
 def _corpus_for(config: dict[str, Any], task: str) -> str:
     corpus = config.get("corpus", "auto")
     return str(corpus.get(task, "auto")) if isinstance(corpus, dict) else str(corpus)
@@ -131,12 +178,12 @@ def run_ablation(config_path: Path, out: Path | None = None, report: Path | None
     report = Path(report or config.get("report", "leaderboard/ablation"))
     rows, cohorts = [], {}
     cells = ablation_cells(config)
+    check_cells(config, cells, data_root, Path(config_path))
     for i, cell in enumerate(cells, 1):
         if cell.task not in cohorts:  # one load per task for all its cells (the runner checks it like any cohort)
             cohorts.clear()
             cohorts[cell.task] = load_cohort(load_task(cell.task), resolve_data_root(data_root))
-        params = {**config.get("params", {}), "pretrain_strategy": cell.strategy, "regime": cell.regime,
-                  "label_budget": cell.budget, "pretrain_corpus": _corpus_for(config, cell.task)}
+        params = {**config.get("params", {}), **_cell_params(config, cell)}
         result = run(RunConfig(task=cell.task, method=cell.method, split_set=config.get("split_set", "own"),
                                folds=config.get("folds"), seed=cell.seed, device=device, out=out,
                                data_root=data_root, params=params, in_process=in_process), cohort=cohorts[cell.task])
@@ -188,7 +235,7 @@ def summarise_differences(diffs: pd.DataFrame) -> pd.DataFrame:
         low, high = bootstrap_mean_ci(group["diff"].to_numpy())
         rows.append({**dict(zip(["task", "method", "strategy", "regime", "budget"], key)),
                      "mean_diff": float(group["diff"].mean()), "ci_low": low, "ci_high": high,
-                     "n_pairs": len(group), "crosses_0": not (low > 0 or high < 0)})
+                     "n_pairs": len(group), "crosses_0": bool(np.isfinite(low) and not (low > 0 or high < 0))})
     return pd.DataFrame(rows)
 
 
@@ -292,7 +339,8 @@ def write_report(frame: pd.DataFrame, report: Path, command: str = "") -> Path:
             lines += ["No paired cells yet.", ""]
             continue
         rows = [[r.method, r.strategy, r.regime, f"{r.budget:.0%}", _fmt(r.mean_diff),
-                 f"[{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]", r.n_pairs, "CI crosses 0" if r.crosses_0 else ""]
+                 f"[{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]", r.n_pairs,
+                 "CI crosses 0" if r.crosses_0 else ("" if np.isfinite(r.ci_low) else "one pair: no CI")]
                 for r in part.itertuples()]
         lines += [tabulate(rows, headers=["method", "strategy", "regime", "budget", "ΔC vs none", "95 % CI",
                                           "pairs", "note"], tablefmt="github"), ""]
@@ -307,7 +355,8 @@ def write_report(frame: pd.DataFrame, report: Path, command: str = "") -> Path:
         best = group.sort_values("mean_diff", ascending=False).iloc[0]
         verdict = ("no strategy beats `none` (every mean difference <= 0)" if best.mean_diff <= 0 else
                    f"best: {best.strategy} ({best.regime}) {_fmt(best.mean_diff)}"
-                   + (" — CI crosses 0, not distinguishable from `none`" if best.crosses_0 else " — CI excludes 0"))
+                   + (" — CI crosses 0, not distinguishable from `none`" if best.crosses_0 else
+                      " — CI excludes 0" if np.isfinite(best.ci_low) else " — one (fold, seed) pair, no CI"))
         lines.append(f"- {task} · {method} · {budget:.0%} labels: {verdict}")
     lines += ["", "## Do the insights transfer? Cancer vs cardiovascular", ""]
     agreement = ranking_agreement(diffs) if not diffs.empty else None

@@ -375,9 +375,11 @@ def _rank(group: pd.DataFrame) -> pd.DataFrame:
     """Rank entries in one (task, split set) by their Harrell C mean over runs (seeds); 1 = best.
 
     An entry is a method with its transfer setting (a pretrained or label-budget
-    variant of a method is ranked apart from the plain method).
+    variant of a method is ranked apart from the plain method, a transductive
+    run apart from the same setting without val patients in its corpus).
     """
-    entry = group["method"] + group["transfer"].map(lambda t: f" [{t}]" if isinstance(t, str) and t else "")
+    entry = (group["method"] + group["transfer"].map(lambda t: f" [{t}]" if isinstance(t, str) and t else "")
+             + group["transductive"].map(lambda t: f" {TRANSDUCTIVE_MARK}" if t is True or t == 1 else ""))
     method_mean = group.groupby(entry)["harrell_c_mean"].mean()  # NaN runs ignored
     ranks = method_mean.rank(ascending=False, method="min")
     return group.assign(

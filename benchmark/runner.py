@@ -43,7 +43,7 @@ from benchmark.cohort import Cohort
 from benchmark.errors import DataError, MethodError
 from benchmark.loaders import label_sources, load_cohort, resolve_data_root
 from benchmark.method import MethodSpec, Prediction, check_prediction, load_class, load_spec, resolve_modalities
-from benchmark.pretrain.stage import budget_subset, pretrain_fold, transfer_settings
+from benchmark.pretrain.stage import budget_subset, lacks_pretraining_hooks, pretrain_fold, transfer_settings
 from benchmark.profiling import git_sha, host_info, package_versions
 from benchmark.splits import SplitSet, load_split_set, patients_in_several_roles
 from benchmark.store import atomic_write_json, atomic_write_parquet
@@ -267,11 +267,20 @@ def run(config: RunConfig, on_fold: Callable[[int, dict], None] | None = None,
     if unknown:
         raise DataError(f"split set '{split.name}' of task '{task.name}' has no fold {unknown[0]} (has {split.folds})")
 
+    settings = transfer_settings(params)
+    if settings.pretrains and lacks_pretraining_hooks(spec):
+        raise MethodError(f"method '{spec.name}' has no pretrain method: pretrain_strategy "
+                          f"'{settings.strategy}' needs a method with pretraining hooks (e.g. baselines/early-fusion)")
+    transfer = settings.as_dict()
+    if transfer["pretrain_corpus"] == "auto":
+        from benchmark.pretrain.corpus import default_source
+
+        transfer["pretrain_corpus"] = default_source(task)
     run_id = run_id_for(split.name, config.seed, spec, params, task_file_hash(task))
     run_dir = Path(config.out) / task.name / spec.name / run_id
     existed = run_dir.exists()
     record = run_record(task, spec, split, params, modalities, config, device, run_id, folds, run_dir)
-    record["transfer"] = transfer_settings(params).as_dict()  # pretraining / regime / label budget (benchmark.pretrain)
+    record["transfer"] = transfer                   # pretraining / regime / label budget (benchmark.pretrain)
     atomic_write_json(run_dir / "run.json", record)
     # the worker may read neither the results store nor the files holding labels
     forbidden = [*store_paths(Path(config.out), keep=[spec.path, REPO / "benchmark"]),

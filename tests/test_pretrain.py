@@ -8,6 +8,7 @@ shipped in the installed package.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -161,19 +162,68 @@ def test_no_test_or_val_patient_reaches_pretrain_pan_cardio(tmp_path, strategy, 
 def test_strategy_none_never_calls_pretrain(pooled, tmp_path):
     data_root, _ = pooled
     out = tmp_path / "runs"
-    for params in ({"pretrain_strategy": "none"}, {"pretrain_strategy": "masked", "regime": "scratch"}):
+    for params in ({"pretrain_strategy": "none"}, {"pretrain_strategy": "none", "regime": "scratch"}):
         assert not run(RunConfig(task="toy", method=SPY, folds=[0], out=out, data_root=data_root, in_process=True,
                                  params=params)).failures
     assert not (out / ".pretrain-cache").exists()
+    with pytest.raises(MethodError, match="regime 'scratch' trains without pretraining"):
+        run(RunConfig(task="toy", method=SPY, folds=[0], out=out, data_root=data_root, in_process=True,
+                      params={"pretrain_strategy": "masked", "regime": "scratch"}))
 
 
-def test_method_without_pretrain_fails_the_fold_with_a_clear_reason(pooled, tmp_path):
+def test_method_without_pretrain_is_refused_before_anything_is_written(pooled, tmp_path):
     data_root, _ = pooled
-    result = run(RunConfig(task="toy", method=METHODS / "oracle", folds=[0], out=tmp_path / "runs",
+    out = tmp_path / "runs"
+    with pytest.raises(MethodError, match="method 'oracle' has no pretrain method: pretrain_strategy 'masked'"):
+        run(RunConfig(task="toy", method=METHODS / "oracle", folds=[0], out=out, data_root=data_root,
+                      params={"pretrain_strategy": "masked", "pretrain_corpus": "same-cohort"}))
+    assert not list(out.rglob("run.json"))
+
+
+def test_method_inheriting_no_pretrain_fails_the_fold_with_a_clear_reason(pooled, tmp_path):
+    """A class with bases may inherit the hooks: the source check lets it through and the worker names the gap."""
+    data_root, _ = pooled
+    method = tmp_path / "based"
+    method.mkdir()
+    (method / "method.toml").write_text((METHODS / "oracle" / "method.toml").read_text()
+                                        .replace('name = "oracle"', 'name = "based"')
+                                        .replace("method.py:Oracle", "method.py:Based"))
+    (method / "method.py").write_text((METHODS / "oracle" / "method.py").read_text()
+                                      + "\n\nclass Based(Oracle):\n    pass\n")
+    result = run(RunConfig(task="toy", method=method, folds=[0], out=tmp_path / "runs",
                            data_root=data_root, params={"pretrain_strategy": "masked",
                                                         "pretrain_corpus": "same-cohort"}))
-    assert result.failures[0]["stage"] == "import" or "pretrain" in result.failures[0]["reason"]
     assert "has no 'pretrain' method" in result.failures[0]["reason"]
+
+
+def test_transfer_params_are_checked(pooled, tmp_path):
+    data_root, _ = pooled
+    for params, message in (({"pretrain_transductive": "maybe"}, "pretrain_transductive must be true or false"),
+                            ({"encoder_lr_scale": -1}, "encoder_lr_scale must be a number >= 0")):
+        with pytest.raises(MethodError, match=message):
+            run(RunConfig(task="toy", method=SPY, folds=[0], out=tmp_path / "runs", data_root=data_root,
+                          in_process=True, params=params))
+    result = run(RunConfig(task="toy", method=SPY, folds=[0], out=tmp_path / "runs", data_root=data_root,
+                           in_process=True, params={"pretrain_transductive": "true"}))  # strategy none
+    assert json.loads((result.run_dir / "run.json").read_text())["transfer"]["transductive"] is False
+
+
+def test_run_json_records_the_resolved_corpus_and_a_corrupt_cache_entry_is_recomputed(pooled, tmp_path):
+    data_root, _ = pooled
+    out = tmp_path / "runs"
+    config = RunConfig(task="toy", method=SPY, folds=[0], out=out, data_root=data_root, in_process=True,
+                       params={"pretrain_strategy": "masked"})
+    result = run(config)
+    assert json.loads((result.run_dir / "run.json").read_text())["transfer"]["pretrain_corpus"] == "pancancer"
+    (entry,) = (out / ".pretrain-cache").glob("*.npz")
+    entry.write_bytes(entry.read_bytes()[:100])
+    shutil.rmtree(result.run_dir / "fold_0")
+    result = run(config)
+    assert not result.failures
+    info = json.loads((result.run_dir / "fold_0" / "pretrain.json").read_text())
+    assert info["cache"] == "miss" and info["cache_corrupt"].endswith("BadZipFile")
+    with np.load(entry) as npz:  # rewritten whole
+        assert "patient_id" in npz.files
 
 
 def test_pretraining_runs_in_the_worker_and_is_cached_across_regimes_and_budgets(pooled, tmp_path):

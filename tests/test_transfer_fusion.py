@@ -182,3 +182,50 @@ def test_antolini_leaves_torch_on_its_thread_count():
     torch.set_num_threads(1)
     assert 0.0 <= antolini_c(time, event, survival, grid) <= 1.0
     assert torch.get_num_threads() == 1
+
+
+def test_ablate_checks_every_cell_before_the_first_runs(pooled, tmp_path, monkeypatch):  # noqa: F811
+    from benchmark.ablate import run_ablation
+    from benchmark.errors import MMBenchError
+
+    data_root, _ = pooled
+    base = ('tasks = ["toy"]\nmethods = ["%s"]\nstrategies = ["none", "masked"]\nseeds = [0]\nfolds = [0]\n'
+            % FUSION["late-fusion"])
+    cases = {
+        "sedes = [1]\n": "unknown field 'sedes'",
+        'corpus = "same-cohort"\nstrategies_ = 1\n': "unknown field 'strategies_'",
+        'methods_extra = 1\n': "unknown field 'methods_extra'",
+    }
+    out = tmp_path / "runs"
+    for extra, message in cases.items():
+        config = tmp_path / "bad.toml"
+        config.write_text(base + extra)
+        with pytest.raises(MMBenchError, match=message):
+            run_ablation(config, out=out, report=tmp_path / "report", data_root=data_root, in_process=True)
+    supervised = tmp_path / "supervised.toml"
+    supervised.write_text(base.replace('"masked"', '"supervised-pancancer"') + 'corpus = "same-cohort"\n')
+    with pytest.raises(MMBenchError, match="supervised-pancancer pretrains on other cohorts; field 'corpus'"):
+        run_ablation(supervised, out=out, report=tmp_path / "report", data_root=data_root, in_process=True)
+    classical = tmp_path / "classical.toml"
+    classical.write_text(base.replace(str(FUSION["late-fusion"]), str(REPO / "baselines" / "coxph")))
+    with pytest.raises(MMBenchError, match="has no pretrain method"):
+        run_ablation(classical, out=out, report=tmp_path / "report", data_root=data_root, in_process=True)
+    monkeypatch.delenv("MMBENCH_DATA", raising=False)
+    with pytest.raises(MMBenchError, match="task 'toy' needs the TCGA data root"):
+        config.write_text(base)
+        run_ablation(config, out=out, report=tmp_path / "report", data_root=None, in_process=True)
+    assert not out.exists()  # nothing ran
+
+
+def test_transductive_runs_are_ranked_apart(pooled, tmp_path):  # noqa: F811
+    from benchmark.leaderboard import build_leaderboard
+
+    data_root, _ = pooled
+    out = tmp_path / "runs"
+    for transductive in (False, True):
+        run(RunConfig(task="toy", method=FUSION["late-fusion"], out=out, data_root=data_root, in_process=True,
+                      params={**SMALL, "pretrain_strategy": "masked", "pretrain_corpus": "same-cohort",
+                              "pretrain_transductive": transductive}))
+    table = build_leaderboard(out, tmp_path / "board", n_boot=20).table
+    assert (table["method_harrell_c_mean"] == table["harrell_c_mean"]).all()  # not pooled into one mean
+    assert table["transfer"].tolist() == ["masked · finetune · same-cohort"] * 2

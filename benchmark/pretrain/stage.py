@@ -91,8 +91,40 @@ def transfer_settings(params: dict[str, Any]) -> TransferSettings:
         raise MethodError(f"label_budget must be a fraction in (0, 1], got {params.get('label_budget')!r}") from None
     if not 0.0 < budget <= 1.0:
         raise MethodError(f"label_budget must be a fraction in (0, 1], got {budget}")
-    transductive = str(params.get("pretrain_transductive", False)).lower() in ("true", "1", "yes")
+    flag = str(params.get("pretrain_transductive", False)).lower()
+    if flag not in ("true", "1", "yes", "false", "0", "no"):
+        raise MethodError(f"pretrain_transductive must be true or false, got {params.get('pretrain_transductive')!r}")
+    if regime == "scratch" and strategy != "none":
+        raise MethodError(f"regime 'scratch' trains without pretraining: use pretrain_strategy none "
+                          f"(got '{strategy}')")
+    try:
+        scale = float(params.get("encoder_lr_scale", 0.1))
+    except (TypeError, ValueError):
+        scale = -1.0
+    if not scale >= 0.0:
+        raise MethodError(f"encoder_lr_scale must be a number >= 0, got {params.get('encoder_lr_scale')!r}")
+    transductive = flag in ("true", "1", "yes") and strategy != "none"  # no corpus, nothing transductive
     return TransferSettings(strategy, corpus, regime, budget, transductive)
+
+
+def lacks_pretraining_hooks(spec) -> bool:
+    """True when the method's entry class visibly has no ``pretrain`` (a class without bases that does not define it).
+
+    Read from the source (the runner never imports method code); a class with
+    base classes may inherit the hooks, so it is left to the worker's check.
+    """
+    import ast
+
+    file, _, name = spec.entry.partition(":")
+    try:
+        tree = ast.parse((spec.path / file).read_text())
+    except (OSError, SyntaxError, ValueError):
+        return False
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name == name:
+            defined = {n.name for n in node.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+            return not node.bases and "pretrain" not in defined
+    return False
 
 
 def budget_order(patient_id: np.ndarray, event: np.ndarray, seed: int, fold: int) -> np.ndarray:
@@ -243,11 +275,15 @@ def pretrain_fold(task, spec, params: dict, cohort: Cohort, split, fold: int, co
                  "corpus_cohorts": sorted(set(map(str, corpus.cohort))), "excluded_patients": corpus.excluded,
                  "cache_key": key})
     if path.is_file():
-        with np.load(path, allow_pickle=False) as npz:
-            state = {k: npz[k] for k in npz.files}
-        info.update({"cache": "hit", "pretrain_s": json.loads(path.with_suffix(".json").read_text()).get("pretrain_s")
-                     if path.with_suffix(".json").is_file() else None})
-        return state, info, None
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                state = {k: npz[k] for k in npz.files}
+        except Exception as exc:  # truncated or corrupt entry: recompute and overwrite it
+            info["cache_corrupt"] = f"{path.name}: {type(exc).__name__}"
+        else:
+            info.update({"cache": "hit", "pretrain_s": json.loads(path.with_suffix(".json").read_text()).get("pretrain_s")
+                         if path.with_suffix(".json").is_file() else None})
+            return state, info, None
     job = FoldJob(method_dir=str(spec.path), entry=spec.entry, method_name=spec.name, params=dict(params),
                   train=None, val=None, test=None, seed=config.seed, device=device,
                   time_grid=np.asarray(task.time_grid, np.float64).copy(),
