@@ -27,7 +27,7 @@ from benchmark.runner import RunConfig, run
 from benchmark.splits import load_split_set
 from benchmark.task import load_task
 from tests.conftest import METHODS, REPO, toy_slides, write_toy, write_toy_bags
-from tests.test_pretrain import fold_roles, write_second_cohort
+from tests.test_pretrain import fold_roles, one_torch_thread, write_second_cohort  # noqa: F401  (autouse fixture)
 
 SPY = METHODS / "pretrain-spy"
 EARLY = REPO / "baselines" / "early-fusion"
@@ -35,14 +35,6 @@ NO_SLIDE = ("TCGA-0000-DX1.svs", "TCGA-0000-DX2.svs")  # patient TCGA-CD-0000 ha
 SMALL = {"hidden": "16,8", "fusion_hidden": 16, "wsi_dim": 16, "dropout": 0.1, "epochs": 2, "bags_per_step": 8,
          "patience": 5, "modalities": "wsi,rna", "pretrain_steps": 6, "pretrain_batch_size": 16,
          "pretrain_bag_patches": 16}
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture
