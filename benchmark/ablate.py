@@ -80,8 +80,9 @@ def load_ablation(path: Path) -> dict[str, Any]:
     for key in ("tasks", "methods", "strategies"):
         if not raw.get(key):
             raise MMBenchError(f"{path}: field '{key}' is missing or empty")
-    for key in sorted(set(raw) - set(CONFIG_FIELDS)):
-        raise MMBenchError(f"{path}: unknown field '{key}' (known: {', '.join(CONFIG_FIELDS)})")
+    unknown = sorted(set(raw) - set(CONFIG_FIELDS))
+    if unknown:
+        raise MMBenchError(f"{path}: unknown field '{unknown[0]}' (known: {', '.join(CONFIG_FIELDS)})")
     raw.setdefault("regimes", ["finetune"])
     raw.setdefault("label_budgets", [1.0])
     raw.setdefault("seeds", [0])

@@ -378,8 +378,7 @@ def _rank(group: pd.DataFrame) -> pd.DataFrame:
     variant of a method is ranked apart from the plain method, a transductive
     run apart from the same setting without val patients in its corpus).
     """
-    entry = (group["method"] + group["transfer"].map(lambda t: f" [{t}]" if isinstance(t, str) and t else "")
-             + group["transductive"].map(lambda t: f" {TRANSDUCTIVE_MARK}" if t is True or t == 1 else ""))
+    entry = group.apply(entry_name, axis=1)
     method_mean = group.groupby(entry)["harrell_c_mean"].mean()  # NaN runs ignored
     ranks = method_mean.rank(ascending=False, method="min")
     return group.assign(
@@ -605,13 +604,21 @@ def page_sections(table: pd.DataFrame) -> list[Section]:
     return sections
 
 
-def _method_cell(row: pd.Series) -> Cell:
-    """The method name, its transfer setting in brackets and § when its pretraining was transductive."""
+def entry_name(row: pd.Series) -> str:
+    """The method name, its transfer setting in brackets and § when its pretraining was transductive.
+
+    What the pages show in the method column and what :func:`_rank` ranks by.
+    """
     text = str(row["method"])
     if isinstance(row.get("transfer"), str) and row["transfer"]:
         text += f" [{row['transfer']}]"
     if row.get("transductive") is True or row.get("transductive") == 1:
         text += f" {TRANSDUCTIVE_MARK}"
+    return text
+
+
+def _method_cell(row: pd.Series) -> Cell:
+    text = entry_name(row)
     return Cell(text, text)
 
 
