@@ -85,3 +85,22 @@ def test_probe_trains_and_its_frozen_encoder_gives_the_same_output_in_train_and_
     train_c = concordance_index_censored(event.astype(bool), time.astype(np.float64), risk)[0]
     assert train_c > 0.65
     assert result.best_epoch > 1
+
+
+def test_fit_check_reads_every_train_result_and_flags_first_epoch_fits():
+    from benchmark.fitcheck import fit_flags, harrell_or_none, training_summary
+    from benchmark.nn.train import TrainResult
+
+    class Late:  # a late-fusion-like method: one network per modality
+        def __init__(self):
+            self.results = {"a": TrainResult(best_epoch=1, best_score=0.5, epochs_run=21),
+                            "b": TrainResult(best_epoch=9, best_score=0.6, epochs_run=29)}
+
+    assert training_summary(Late()) == {"best_epoch": 1, "epochs_run": 29, "n_fits": 2, "first_epoch_fits": 1}
+    assert training_summary(object.__new__(Late)) == {"best_epoch": None, "epochs_run": None, "n_fits": 0,
+                                                      "first_epoch_fits": 0}
+    # by hand: pairs (1,2) (1,3) (2,3) comparable (events at 1 and 2); risk 3,1,2 orders 2 of 3 -> 2/3
+    assert harrell_or_none(np.array([1.0, 2, 3]), np.array([1, 1, 0]), np.array([3.0, 1, 2])) == 2 / 3
+    assert harrell_or_none(np.array([1.0, 2]), np.array([1, 1]), np.array([np.nan, 1])) is None
+    assert fit_flags({"best_epoch": 1, "train_cindex": 0.45}) == ["stopped at epoch 1", "train C 0.450 <= 0.5"]
+    assert fit_flags({"best_epoch": 7, "train_cindex": 0.66}) == []
