@@ -7,7 +7,7 @@
     mmbench validate PATH [--task T]
     mmbench submit PATH --task T [--author NAME] [--bundles bundles/] [run options]
     mmbench tasks [list] | tasks show NAME | tasks verify [NAME ...] | tasks make-splits NAME ...
-    mmbench leaderboard [--runs runs/] [--out leaderboard/]
+    mmbench leaderboard [--runs runs/] [--out mmbench-leaderboard/] [--no-published] | leaderboard --publish
     mmbench grid GRID.toml [--executor local|submitit-local|slurm|ray] [--executor-config FILE]
     mmbench ablate CONFIG.toml [--out runs/ablation] [--report leaderboard/ablation] [--data-root DIR]
     mmbench regress [--reference leaderboard/reference.json] [--update]
@@ -28,7 +28,13 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from benchmark.errors import MMBenchError
+from benchmark.errors import DataError, MMBenchError
+
+EXIT_CODES = """exit status:
+  0  ok
+  1  a method failed (fold_<k>/failed.json), or checks found problems (validate, tasks verify, regress, speedcheck)
+  2  bad input: unknown task or method, missing data, bad flag or file (one line `mmbench: error: ...`)
+  130 interrupted (finished folds are kept)"""
 
 
 def parse_param(text: str) -> tuple[str, Any]:
@@ -254,11 +260,26 @@ def verify_tasks(names: list[str], data_root) -> int:
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from benchmark.leaderboard import build_leaderboard
+    from benchmark.published import PUBLISHED_DIR, REPO, publish_runs
 
-    result = build_leaderboard(Path(args.runs), Path(args.out))
+    shipped = REPO / "leaderboard"
+    if args.publish:
+        report = publish_runs(Path(args.runs), PUBLISHED_DIR)
+        for line in report["skipped"]:
+            print(f"mmbench: warning: {line}", file=sys.stderr)
+        print(f"published: {report['runs']} runs -> {PUBLISHED_DIR} ({report['bytes'] / 1e6:.1f} MB)")
+        result = build_leaderboard(None, shipped, published=PUBLISHED_DIR)
+    else:
+        out = Path(args.out).resolve()
+        if out == shipped.resolve() or shipped.resolve() in out.parents:
+            raise DataError(f"--out {args.out}: leaderboard/ holds the published leaderboard and is regenerated "
+                            "only by `mmbench leaderboard --publish` (maintainers); choose another folder")
+        published = None if args.no_published else Path(args.published)
+        result = build_leaderboard(Path(args.runs), Path(args.out), published=published)
     for warning in result.warnings:
         print(f"mmbench: warning: {warning}", file=sys.stderr)
-    print(f"leaderboard: {len(result.table)} runs -> {result.readme_path}, {result.html_path}, {result.results_path}")
+    print(f"leaderboard: {len(result.table)} runs -> {result.readme_path}, {result.html_path}, {result.results_path}"
+          f", {result.readme_path.parent / 'verdict.md'}")
     return 0
 
 
@@ -362,15 +383,18 @@ def cmd_speedcheck(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mmbench", description="Multimodal survival prediction benchmark")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="mmbench", description="Multimodal survival prediction benchmark",
+                                     epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"mmbench {package_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="ACTION",
+                                help="one of the actions below; `mmbench ACTION --help` describes it")
 
     p = sub.add_parser("run", help="run a method on a task (every fold, one seed)")
-    p.add_argument("--task", required=True)
+    p.add_argument("--task", required=True, help="task name, e.g. tcga-brca (`mmbench tasks` lists them)")
     p.add_argument("--method", required=True, help="method folder, e.g. baselines/coxph or submissions/my-method")
     p.add_argument("--splits", default="own", help="split set: own (default), site, mcat, survpath")
     p.add_argument("--folds", help="comma-separated folds (default: all)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed passed to the method (default 0)")
     p.add_argument("--device", default="auto", help="auto|cpu|cuda")
     p.add_argument("--out", default="runs", help="results store (default runs/)")
     p.add_argument("--data-root", help="TCGA data root (default $MMBENCH_DATA)")
@@ -394,22 +418,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("submit", help="validate, run (or reuse the run) and write a result bundle")
     p.add_argument("method", help="method folder")
-    p.add_argument("--task", required=True)
+    p.add_argument("--task", required=True, help="task name, e.g. tcga-brca")
     p.add_argument("--author", help="who submits (shown on the leaderboard)")
     p.add_argument("--bundles", default="bundles", help="where the bundle is written (default bundles/)")
-    p.add_argument("--splits", default="own")
+    p.add_argument("--splits", default="own", help="split set: own (default), site, mcat, survpath")
     p.add_argument("--folds", help="comma-separated folds (default: all)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0, help="seed passed to the method (default 0)")
+    p.add_argument("--device", default="auto", help="auto|cpu|cuda")
     p.add_argument("--out", default="runs", help="results store the run goes to (default runs/)")
     p.add_argument("--data-root", help="TCGA data root (default $MMBENCH_DATA)")
-    p.add_argument("--param", action="append", default=[])
+    p.add_argument("--param", action="append", default=[], help="override a method param: key=value (repeatable)")
     add_worker_arguments(p)
     p.set_defaults(func=cmd_submit)
 
-    p = sub.add_parser("tasks", help="list, show or verify tasks")
-    p.add_argument("action", nargs="?", choices=["list", "show", "verify", "make-splits"])
-    p.add_argument("names", nargs="*")
+    p = sub.add_parser("tasks", help="list, show, verify tasks or make split files for your own task",
+                       description="Actions:\n"
+                       "  list (default)         every task: endpoint, unit, patients, events, modalities, split sets\n"
+                       "  show NAME ...          one task in full (source, horizons, grid, modalities, split files)\n"
+                       "  verify [NAME ...]      recompute split hashes and check the split rules (exit 1 on a problem)\n"
+                       "  make-splits NAME ...   write the task's `own` split file (patient-level, stratified by\n"
+                       "                         event x time quartile, seed 0) and pin its sha256 in the task file\n\n"
+                       "Tasks are read from tasks/ and from every folder in $MMBENCH_TASKS (os.pathsep-separated).")
+    p.add_argument("action", nargs="?", choices=["list", "show", "verify", "make-splits"],
+                   help="list (default), show, verify or make-splits")
+    p.add_argument("names", nargs="*", help="task names (verify: default all)")
     p.add_argument("--data-root", help="TCGA data root (default $MMBENCH_DATA)")
     p.set_defaults(func=cmd_tasks)
 
@@ -425,17 +457,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target-mpp", type=float, default=0.5, help="micrometres per pixel of the patches (0.5)")
     p.add_argument("--patch-size", type=int, default=256, help="patch side in pixels at the target mpp (256)")
     p.add_argument("--mpp", type=float, help="level-0 mpp for slides whose metadata has none")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=64, help="patches per encoder batch (default 64)")
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     p.add_argument("--device", default="cpu", help="cpu|cuda")
     p.add_argument("--min-tissue", type=float, default=0.5, help="minimum tissue fraction of a kept patch")
     p.add_argument("--backend", default="openslide", help="openslide | tiffslide")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_slides)
 
-    p = sub.add_parser("leaderboard", help="gather runs into leaderboard/")
-    p.add_argument("--runs", default="runs")
-    p.add_argument("--out", default="leaderboard")
+    p = sub.add_parser("leaderboard", help="rank your runs beside the published ones -> mmbench-leaderboard/",
+                       description="Rank the runs of your results store beside the published runs that ship with "
+                       "mmbench (leaderboard/published-runs/), with the paired Δ C to the classical reference on "
+                       "the same test patients; writes results.parquet, README.md, index.html, verdict.md/.html "
+                       "and plots/ into --out. The published leaderboard (leaderboard/) is regenerated only by "
+                       "--publish.", epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--runs", default="runs", help="your results store (default runs/; may be absent)")
+    p.add_argument("--out", default="mmbench-leaderboard",
+                   help="output folder (default mmbench-leaderboard/; never leaderboard/)")
+    p.add_argument("--published", default=str(Path(__file__).resolve().parents[1] / "leaderboard" / "published-runs"),
+                   help="store of published runs to rank beside yours (default: the one shipped in leaderboard/)")
+    p.add_argument("--no-published", action="store_true", help="rank only the runs of --runs")
+    p.add_argument("--publish", action="store_true",
+                   help="maintainers: pack every complete run of --runs into leaderboard/published-runs/ and "
+                   "regenerate leaderboard/ from it (SYNTHETIC runs are refused)")
     p.set_defaults(func=cmd_leaderboard)
 
     p = sub.add_parser("grid", help="run a grid of tasks x methods x seeds x folds, one job per cell")
@@ -458,7 +502,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_ablate)
 
     p = sub.add_parser("regress", help="rerun the CI reference runs; exit 1 when a metric moves beyond tolerance")
-    p.add_argument("--reference", default="leaderboard/reference.json")
+    p.add_argument("--reference", default="leaderboard/reference.json", help="reference file (default "
+                   "leaderboard/reference.json)")
     p.add_argument("--update", action="store_true", help="rerun and rewrite the reference (a deliberate change)")
     p.add_argument("--case", action="append", help="only this case, e.g. geo-gse7390/coxph (repeatable)")
     p.add_argument("--runs", help="results store for the reruns (default: a temporary folder)")
@@ -466,12 +511,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_regress)
 
     p = sub.add_parser("speedcheck", help="time hot paths against reference implementations in one process")
-    p.add_argument("--reference", default="leaderboard/speed-reference.json")
+    p.add_argument("--reference", default="leaderboard/speed-reference.json", help="reference file (default "
+                   "leaderboard/speed-reference.json)")
     p.add_argument("--update", action="store_true", help="measure and rewrite the committed ratios")
     p.add_argument("--factor", type=float, default=2.0, help="fail when a ratio exceeds factor x its reference")
     p.add_argument("--only", action="append", help="only this check (repeatable)")
     p.set_defaults(func=cmd_speedcheck)
+    for action in sub.choices.values():  # every action states the exit codes in its --help
+        action.epilog = action.epilog or EXIT_CODES
+        action.formatter_class = argparse.RawDescriptionHelpFormatter
     return parser
+
+
+def package_version() -> str:
+    """The installed distribution's version (``mmbench``), or ``unknown`` when not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mmbench")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:

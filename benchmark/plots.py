@@ -195,7 +195,7 @@ def task_pictures(table: pd.DataFrame, runs: list[Run], out_dir: Path,
     One run per entry is drawn (the lowest seed). Returns ``{(task, split set): [(caption, "plots/<file>.png")]}``.
     """
     from benchmark.leaderboard import entry_name
-    from benchmark.published import survival_at
+    from benchmark.published import calibration_horizon, survival_at
     from benchmark.task import load_task
 
     out_dir = Path(out_dir)
@@ -210,7 +210,7 @@ def task_pictures(table: pd.DataFrame, runs: list[Run], out_dir: Path,
             unit, horizons, grid = "task unit", np.array([]), None
         group = group.assign(_entry=group.apply(entry_name, axis=1)).sort_values(["rank", "seed"], na_position="last")
         km_panels, calibration = [], []
-        horizon_index = len(horizons) // 2 if len(horizons) else None
+        horizon = calibration_horizon(horizons) if len(horizons) else None
         for entry, rows in group.groupby("_entry", sort=False):
             if len(km_panels) >= MAX_PANELS:
                 break
@@ -225,16 +225,16 @@ def task_pictures(table: pd.DataFrame, runs: list[Run], out_dir: Path,
                 continue
             km_panels.append((entry, km_by_risk(pooled)))
             predicted = None
-            if horizon_index is not None and "survival_at_horizons" in pooled.columns:
-                predicted = np.array([v[horizon_index] for v in pooled["survival_at_horizons"]], dtype=float)
-            elif horizon_index is not None and grid is not None and "survival" in pooled.columns \
+            if horizon is not None and "survival_at_horizon" in pooled.columns:
+                predicted = pooled["survival_at_horizon"].to_numpy(float)
+            elif horizon is not None and grid is not None and "survival" in pooled.columns \
                     and pooled["survival"].notna().all():
                 curves = np.stack(pooled["survival"].to_numpy())
                 if curves.shape[1] == len(grid):
-                    predicted = survival_at(curves, grid, horizons[[horizon_index]])[:, 0]
-            if predicted is not None:
+                    predicted = survival_at(curves, grid, np.array([horizon]))[:, 0]
+            if predicted is not None and np.isfinite(predicted).all():
                 calibration.append((entry, calibration_points(predicted, pooled["time"].to_numpy(float),
-                                                              pooled["event"].to_numpy(), horizons[horizon_index])))
+                                                              pooled["event"].to_numpy(), horizon)))
         items = []
         plots = out_dir
         plots.mkdir(parents=True, exist_ok=True)
@@ -245,7 +245,7 @@ def task_pictures(table: pd.DataFrame, runs: list[Run], out_dir: Path,
             items.append(("Kaplan–Meier curves of test patients split at the median predicted risk",
                           f"{plots.name}/{name}"))
         if calibration:
-            h = horizons[horizon_index]
+            h = horizon
             name = f"calibration-{_slug(task)}-{_slug(split_set)}.png"
             calibration_plot(calibration, f"{task} · {split_set}: calibration at {h:g} {unit}", plots / name)
             items.append((f"Calibration at {h:g} {unit}: predicted vs observed survival by decile",

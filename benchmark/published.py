@@ -10,11 +10,13 @@ files::
                                                       run.json and every fold's metrics.json / profile.json (JSON text)
     leaderboard/published-runs/predictions.parquet   one row per (run, fold, test patient): run_key, fold,
                                                       patient_id, risk, time, event, seed and the predicted
-                                                      survival at the task horizons (when the method gives curves)
+                                                      survival at the calibration horizon (when the method
+                                                      gives curves; :func:`calibration_horizon`)
 
 Everything the leaderboard needs (metrics, the paired Δ C on the same test
 patients, Kaplan–Meier and calibration pictures) is in these files; full
-survival curves are reduced to the task horizons to keep the store small.
+survival curves are reduced to one value (the calibration horizon) to keep the store small
+(about 30 bytes per test patient and run).
 
 :func:`read_published` unpacks them into a temporary folder laid out as the
 runner writes (:mod:`benchmark.results` reads it unchanged) and checks each
@@ -39,7 +41,7 @@ from benchmark.store import atomic_write_json, atomic_write_parquet
 
 __all__ = [
     "PUBLISHED_DIR", "StaleRun", "PublishedStore", "publish_runs", "read_published", "expected_run_id",
-    "is_synthetic", "survival_at",
+    "is_synthetic", "survival_at", "calibration_horizon",
 ]
 
 REPO = Path(__file__).resolve().parents[1]
@@ -96,6 +98,12 @@ def is_synthetic(record: dict) -> bool:
         isinstance(features, dict) and features.get("synthetic"))
 
 
+def calibration_horizon(horizons) -> float:
+    """The horizon at which calibration is drawn: the middle one of the task's horizons (e.g. 36 of 12, 36, 60)."""
+    horizons = np.asarray(horizons, dtype=np.float64)
+    return float(horizons[len(horizons) // 2])
+
+
 def survival_at(curves: np.ndarray, grid: np.ndarray, times: np.ndarray) -> np.ndarray:
     """Survival at ``times`` from curves on ``grid`` (step function: the last grid point ≤ t; 1 before the grid).
 
@@ -149,10 +157,10 @@ def publish_runs(runs_dir: Path, dest: Path = PUBLISHED_DIR) -> dict:
             continue
         try:
             task = load_task(run.task)
-            horizons = [float(h) for h in task.horizons]
+            horizon = calibration_horizon(task.horizons)
             grid = task.time_grid
         except MMBenchError:
-            horizons, grid = [], None
+            horizon, grid = None, None
         key = f"{run.task}/{run.method}/{run.run_id}"
         folds = []
         try:
@@ -163,11 +171,11 @@ def publish_runs(runs_dir: Path, dest: Path = PUBLISHED_DIR) -> dict:
                     "risk": frame["risk"], "time": frame["time"].astype(np.float32),
                     "event": frame["event"].astype(np.int8), "seed": np.int32(run.record.get("seed") or 0),
                 })
-                if "survival" in frame.columns and grid is not None and horizons:
+                if "survival" in frame.columns and grid is not None and frame["survival"].notna().all():
                     curves = np.stack(frame["survival"].to_numpy())
                     if curves.shape[1] == len(grid):
-                        values = survival_at(curves, grid, np.asarray(horizons)).astype(np.float32)
-                        part["survival_at_horizons"] = list(values)
+                        part["survival_at_horizon"] = survival_at(curves, grid, np.array([horizon]))[:, 0].astype(
+                            np.float32)
                 prediction_frames.append(part)
                 folds.append({"fold": fold.fold, "metrics": fold.metrics, "profile": fold.profile})
         except DataError as err:
@@ -176,16 +184,13 @@ def publish_runs(runs_dir: Path, dest: Path = PUBLISHED_DIR) -> dict:
         run_rows.append({
             "run_key": key, "task": run.task, "method": run.method, "run_id": run.run_id,
             "split_set": run.split_set, "seed": int(run.record.get("seed") or 0),
-            "horizons": json.dumps(horizons), "record": json.dumps(run.record, sort_keys=True),
+            "horizon": horizon, "record": json.dumps(run.record, sort_keys=True),
             "folds": json.dumps(folds, sort_keys=True, allow_nan=False),
         })
     if not run_rows:
         raise DataError(f"{runs_dir}: no complete run to publish")
     dest = Path(dest)
     predictions = pd.concat(prediction_frames, ignore_index=True)
-    if "survival_at_horizons" in predictions.columns:
-        predictions["survival_at_horizons"] = predictions["survival_at_horizons"].map(
-            lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) else [float(x) for x in v])
     predictions["patient_id"] = predictions["patient_id"].astype("category")
     predictions["run_key"] = predictions["run_key"].astype("category")
     _write(dest / RUNS_FILE, pd.DataFrame(run_rows))
@@ -250,8 +255,8 @@ def read_published(source: Path, into: Path, *, check_keys: bool = True) -> Publ
                                 "risk": part["risk"].to_numpy(np.float64),
                                 "time": part["time"].to_numpy(np.float64),
                                 "event": part["event"].to_numpy(np.int8)})
-            if "survival_at_horizons" in part.columns and part["survival_at_horizons"].notna().all():
-                out["survival_at_horizons"] = [list(v) for v in part["survival_at_horizons"]]
+            if "survival_at_horizon" in part.columns and part["survival_at_horizon"].notna().all():
+                out["survival_at_horizon"] = part["survival_at_horizon"].to_numpy(np.float64)
             atomic_write_parquet(fold_dir / "predictions.parquet", out)
             atomic_write_json(fold_dir / "metrics.json", fold["metrics"])
             if fold.get("profile") is not None:

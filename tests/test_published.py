@@ -1,0 +1,131 @@
+"""Published runs ship with the project; `mmbench leaderboard` ranks the user's runs beside them.
+
+SYNTHETIC fake runs (the writer of tests/test_leaderboard.py) for the store format and the ranking, and
+one real CoxPH fold on geo-gse7390 (ships with scikit-survival) for the key check.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from test_leaderboard import FOLDS, TASK, c_of, parse_markdown_tables, row_of, write_run
+
+from benchmark.cli import main
+from benchmark.errors import DataError
+from benchmark.leaderboard import build_leaderboard
+from benchmark.published import publish_runs, read_published
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def published_store(tmp_path: Path) -> Path:
+    """Publish coxph, rsf and an oracle (SYNTHETIC runs) into a store; returns its folder."""
+    runs = tmp_path / "maintainer-runs"
+    write_run(runs, TASK, "coxph", "r-coxph-0", kind="baseline", swaps=range(0, 10))
+    write_run(runs, TASK, "rsf", "r-rsf-0", kind="baseline", swaps=range(0, 5))
+    write_run(runs, TASK, "oracle", "r-oracle-0")
+    write_run(runs, TASK, "slowmil", "r-slow", done=[0])  # incomplete: not published
+    store = tmp_path / "published-runs"
+    report = publish_runs(runs, store)
+    assert report["runs"] == 3 and any("incomplete" in line for line in report["skipped"])
+    return store
+
+
+def test_published_store_round_trips_predictions_and_metrics(tmp_path):
+    store = published_store(tmp_path)
+    assert sorted(p.name for p in store.iterdir()) == ["README.json", "predictions.parquet", "runs.parquet"]
+    predictions = pd.read_parquet(store / "predictions.parquet")
+    assert set(predictions.columns) >= {"run_key", "fold", "patient_id", "risk", "time", "event", "seed"}
+    assert len(predictions) == 3 * len(FOLDS) * 20
+    unpacked = read_published(store, tmp_path / "unpacked", check_keys=False)
+    assert sorted(r.method for r in unpacked.current) == ["coxph", "oracle", "rsf"] and not unpacked.stale
+    rsf = next(r for r in unpacked.current if r.method == "rsf")
+    assert [f.metrics["harrell_c"] for f in rsf.folds] == pytest.approx([c_of(5)] * 3)
+    assert rsf.record["published"] is True
+
+
+def test_user_run_is_ranked_beside_published_runs_with_paired_delta(tmp_path):
+    store = published_store(tmp_path)
+    mine = tmp_path / "runs"
+    write_run(mine, TASK, "my-method", "r-mine-0", swaps=range(0, 2))  # C = 188/190 on the same test patients
+    out = tmp_path / "mmbench-leaderboard"
+    result = build_leaderboard(mine, out, published=store, check_keys=False, n_boot=100)
+    table = result.table.set_index("method")
+    assert table.loc["my-method", "source"] == "yours" and table.loc["coxph", "source"] == "published"
+    assert table.loc["coxph", "is_reference"]
+    assert table.loc["my-method", "delta_c"] == pytest.approx(8 / 190)  # paired with the published coxph
+    rows = parse_markdown_tables((out / "README.md").read_text())[(TASK, "own")]
+    assert row_of(rows, "my-method")["source"] == "yours" and row_of(rows, "rsf")["source"] == "published"
+    assert (out / "verdict.md").is_file()
+
+
+def test_user_run_with_the_same_key_replaces_the_published_one(tmp_path):
+    store = published_store(tmp_path)
+    mine = tmp_path / "runs"
+    write_run(mine, TASK, "rsf", "r-rsf-0", kind="baseline", swaps=range(0, 5))
+    result = build_leaderboard(mine, tmp_path / "out", published=store, check_keys=False, n_boot=50)
+    rsf = result.table[result.table["method"] == "rsf"]
+    assert len(rsf) == 1 and rsf["source"].iloc[0] == "yours"
+
+
+def test_published_runs_alone_need_no_runs_folder(tmp_path):
+    store = published_store(tmp_path)
+    result = build_leaderboard(tmp_path / "absent", tmp_path / "out", published=store, check_keys=False, n_boot=50)
+    assert set(result.table["source"]) == {"published"}
+    with pytest.raises(DataError, match="no results store"):
+        build_leaderboard(tmp_path / "absent", tmp_path / "out2", published=tmp_path / "none", n_boot=50)
+
+
+def test_synthetic_runs_are_never_published(tmp_path):
+    runs = tmp_path / "runs"
+    run = write_run(runs, TASK, "abmil", "r-abmil-0")
+    record = json.loads((run / "run.json").read_text())
+    record["features"] = {"encoder": "random-tiny"}
+    (run / "run.json").write_text(json.dumps(record))
+    write_run(runs, TASK, "coxph", "r-coxph-0", kind="baseline")
+    report = publish_runs(runs, tmp_path / "store")
+    assert report["runs"] == 1 and any("SYNTHETIC" in line for line in report["skipped"])
+
+
+def test_stale_published_run_is_flagged_not_ranked(tmp_path):
+    from benchmark.runner import RunConfig, run
+
+    runs = tmp_path / "runs"
+    run(RunConfig(task="geo-gse7390", method=REPO / "baselines" / "coxph", folds=[0], out=runs, in_process=True))
+    store = tmp_path / "store"
+    publish_runs(runs, store)
+    fresh = read_published(store, tmp_path / "a")
+    assert len(fresh.current) == 1 and not fresh.stale  # the key the current code computes
+    # the same run published with other params: its key is no longer what the code computes from its record
+    table = pd.read_parquet(store / "runs.parquet")
+    record = json.loads(table.loc[0, "record"])
+    record["method"]["params"]["penalties"] = [0.5]
+    table.loc[0, "record"] = json.dumps(record)
+    table.to_parquet(store / "runs.parquet")
+    stale = read_published(store, tmp_path / "b")
+    assert not stale.current and len(stale.stale) == 1 and "computed by the current code" in stale.stale[0].reason
+    out = tmp_path / "out"
+    result = build_leaderboard(tmp_path / "none", out, published=store, n_boot=50)
+    assert result.table.empty
+    text = (out / "README.md").read_text()
+    assert "## Stale published runs (not ranked)" in text and "geo-gse7390" in text.split("## Stale")[1]
+
+
+def test_cli_refuses_to_overwrite_the_published_leaderboard(tmp_path, capsys):
+    write_run(tmp_path / "runs", TASK, "coxph", "r-coxph-0", kind="baseline")
+    status = main(["leaderboard", "--runs", str(tmp_path / "runs"), "--out", str(REPO / "leaderboard")])
+    assert status == 2 and "--publish" in capsys.readouterr().err
+    status = main(["leaderboard", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "board"),
+                   "--no-published"])
+    assert status == 0 and (tmp_path / "board" / "index.html").is_file()
+
+
+def test_shipped_store_stays_small():
+    store = REPO / "leaderboard" / "published-runs"
+    if not store.is_dir():
+        pytest.skip("no published runs shipped yet (maintainer: mmbench leaderboard --publish)")
+    size = sum(p.stat().st_size for p in store.iterdir())
+    assert size < 8_000_000, f"{store} holds {size / 1e6:.1f} MB"
