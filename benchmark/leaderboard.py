@@ -1112,7 +1112,7 @@ box-shadow:2px 0 0 #d0d7de;max-width:22rem;white-space:normal}
 table.board th:nth-child(1),table.board th:nth-child(2){z-index:3}
 th.asc::after{content:" \\25B2"}th.desc::after{content:" \\25BC"}
 tr.published td{background:#fff8e5}.note{color:#57606a;margin:.2rem 0}code{background:#f6f8fa;padding:0 .2rem}
-figure{display:inline-block;margin:.5rem 1rem .5rem 0}figure img{max-width:640px;width:100%}
+figure{display:inline-block;vertical-align:top;margin:.5rem 1rem .5rem 0}figure img{max-width:640px;width:100%}
 figcaption{color:#57606a;font-size:.85rem}
 """
 
@@ -1159,7 +1159,9 @@ def render_html(
         f"<style>{_CSS}</style></head><body>",
         "<h1>mmbench leaderboard</h1>",
         '<p>Across tasks: <a href="verdict.html">verdict</a>.</p>',
+        "<details><summary>How the numbers are computed (rank, Δ C, checks, marks)</summary>",
         _markdownish_html(_intro_lines(n_boot, level, seed, runs_dir)),
+        "</details>",
     ]
     stale, skipped = stale or [], skipped or []
     if not sections:

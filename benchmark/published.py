@@ -168,7 +168,7 @@ def publish_runs(runs_dir: Path, dest: Path = PUBLISHED_DIR) -> dict:
                 frame = read_predictions(fold.predictions_path)
                 part = pd.DataFrame({
                     "run_key": key, "fold": np.int16(fold.fold), "patient_id": frame["patient_id"],
-                    "risk": frame["risk"], "time": frame["time"].astype(np.float32),
+                    "risk": frame["risk"], "time": frame["time"],  # float64: paired with users' runs exactly
                     "event": frame["event"].astype(np.int8), "seed": np.int32(run.record.get("seed") or 0),
                 })
                 if "survival" in frame.columns and grid is not None and frame["survival"].notna().all():

@@ -99,6 +99,13 @@ def test_stale_published_run_is_flagged_not_ranked(tmp_path):
     publish_runs(runs, store)
     fresh = read_published(store, tmp_path / "a")
     assert len(fresh.current) == 1 and not fresh.stale  # the key the current code computes
+    from benchmark.results import read_predictions, read_store
+
+    original = read_predictions(read_store(runs).complete[0].folds[0].predictions_path)
+    shipped = read_predictions(fresh.current[0].folds[0].predictions_path)
+    for column in ("patient_id", "risk", "time", "event"):  # exact: a user's run pairs with these patients
+        assert (original[column].to_numpy() == shipped[column].to_numpy()).all(), column
+    assert "survival_at_horizon" in shipped.columns
     # the same run published with other params: its key is no longer what the code computes from its record
     table = pd.read_parquet(store / "runs.parquet")
     record = json.loads(table.loc[0, "record"])
