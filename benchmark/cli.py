@@ -130,6 +130,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from benchmark.validate import print_validation, validate_method
     from benchmark.worker import Limits, parse_duration, parse_memory
 
+    from benchmark.errors import MethodError
+    from benchmark.method import did_you_mean_method
+
+    folder = Path(args.path)
+    if not (folder / "method.toml").is_file():  # bad input (exit 2), as for `run`; findings in a manifest exit 1
+        what = "does not exist" if not folder.is_dir() else "has no method.toml"
+        raise MethodError(f"method folder '{folder}' {what}{did_you_mean_method(folder)}")
     limits = Limits(time_s=parse_duration(args.time_limit), memory_mb=parse_memory(args.memory_limit))
     validation = validate_method(args.path, args.task, data_root=args.data_root, labels_root=args.labels_root,
                                  limits=limits)
@@ -158,23 +165,34 @@ def cmd_submit(args: argparse.Namespace) -> int:
 def cmd_tasks(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
-    from benchmark.loaders import load_cohort
+    from benchmark.loaders import load_cohort, resolve_data_root
     from benchmark.task import find_tasks, load_task
 
     action = args.action or "list"
     if action == "list":
-        rows = []
+        rows, errors = [], []
         for name in find_tasks():
-            task = load_task(name)
+            try:
+                task = load_task(name)
+            except MMBenchError as exc:
+                errors.append(f"{name}: {exc}")
+                rows.append([name, "error", "", "", "", "", ""])
+                continue
             try:
                 cohort = load_cohort(task, args.data_root)
                 n, events = cohort.n, int(cohort.event.sum())
-            except MMBenchError:
-                n, events = "needs --data-root", ""
+            except MMBenchError as exc:
+                if task.needs_data_root and resolve_data_root(args.data_root) is None:
+                    n, events = "needs --data-root", ""
+                else:
+                    errors.append(f"{name}: {exc}")
+                    n, events = "load error", ""
             mods = ", ".join(f"{m}({k})" if m != k else m for m, k in task.kinds.items())
             rows.append([name, task.endpoint, task.time_unit, n, events, mods, ", ".join(task.splits)])
         print(tabulate(rows, headers=["task", "endpoint", "unit", "patients", "events", "modalities", "split sets"]))
-        return 0
+        for line in errors:
+            print(f"mmbench: error: {line}", file=sys.stderr)
+        return 1 if errors else 0
     if not args.names and action != "verify":
         raise MMBenchError(f"`mmbench tasks {action}` needs a task name")
     if action == "show":
@@ -184,16 +202,39 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     if action == "verify":
         return verify_tasks(args.names or find_tasks(), args.data_root)
     if action == "make-splits":
-        from benchmark.splits import write_own_split_sets
-        from benchmark.task import pin_split_hash
-
-        for name in args.names:
-            task = load_task(name)
-            for split, digest in write_own_split_sets(task, load_cohort(task, args.data_root)).items():
-                pin_split_hash(task.path, split, digest)
-                print(f"{name}: split set '{split}' written, sha256 {digest}")
-        return 0
+        return make_splits(args.names, args.data_root, force=args.force)
     raise MMBenchError(f"unknown tasks action '{action}' (list, show, verify, make-splits)")
+
+
+def make_splits(names: list[str], data_root, force: bool = False) -> int:
+    """Write each task's own split files (patient-level, stratified by event x time quartile) and pin their sha256.
+
+    A split file already pinned and intact is kept unless ``force`` (new splits make every earlier run of
+    the task incomparable with new ones).
+    """
+    from benchmark.loaders import load_cohort
+    from benchmark.splits import sha256_bytes, write_own_split_sets
+    from benchmark.task import load_task, pin_split_hash
+
+    for name in names:
+        task = load_task(name)
+        own = [s for s in task.splits.values() if s.file]
+        if not own:
+            raise MMBenchError(f"{task.path}: no split set with a 'file' to write: add [splits.own] with "
+                               'file = "splits/<task>-own.csv" and sha256 = ""')
+        pinned = [s for s in own if s.sha256 and (task.path.parent / s.file).is_file()
+                  and sha256_bytes((task.path.parent / s.file).read_bytes()) == s.sha256]
+        if pinned and not force:
+            print(f"{name}: split set '{pinned[0].name}' is already written and pinned "
+                  f"({pinned[0].sha256[:12]}…); pass --force to rebuild it (earlier runs then no longer compare)")
+            continue
+        cohort = load_cohort(task, data_root)
+        for split, digest in write_own_split_sets(task, cohort).items():
+            pin_split_hash(task.path, split, digest)
+            print(f"{name}: split set '{split}' written to {task.path.parent / task.splits[split].file} "
+                  f"({cohort.n} patients, {int(cohort.event.sum())} events, 5 folds), sha256 {digest} pinned in "
+                  f"{task.path}")
+    return 0
 
 
 def show_task(task, data_root) -> str:
@@ -234,17 +275,26 @@ def _median(values):
 
 def verify_tasks(names: list[str], data_root) -> int:
     """Recompute split hashes and check split rules for each task; exit 1 if any problem."""
-    from benchmark.loaders import load_cohort
+    from benchmark.loaders import load_cohort, resolve_data_root
     from benchmark.splits import load_split_set, verify_split_set
     from benchmark.task import load_task
 
     failed = 0
     for name in names:
-        task = load_task(name)
+        try:
+            task = load_task(name)
+        except MMBenchError as exc:
+            print(f"{name}: FAILED to load: {exc}")
+            failed += 1
+            continue
+        if task.needs_data_root and resolve_data_root(data_root) is None:
+            print(f"{name}: skipped (needs --data-root or MMBENCH_DATA)")
+            continue
         try:
             cohort = load_cohort(task, data_root)
         except MMBenchError as exc:
-            print(f"{name}: skipped ({exc})")
+            print(f"{name}: FAILED to load: {exc}")
+            failed += 1
             continue
         for split_name, spec in task.splits.items():
             try:
@@ -443,6 +493,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="list (default), show, verify or make-splits")
     p.add_argument("names", nargs="*", help="task names (verify: default all)")
     p.add_argument("--data-root", help="TCGA data root (default $MMBENCH_DATA)")
+    p.add_argument("--force", action="store_true", help="make-splits: rebuild a split file that is already pinned")
     p.set_defaults(func=cmd_tasks)
 
     p = sub.add_parser("slides", help="whole-slide images -> patch-feature bags (.h5 per slide)")
