@@ -344,7 +344,7 @@ def cmd_slides(args: argparse.Namespace) -> int:
     failed = report.failed
     print(f"slides: {len(report.to_frame()) - len(failed)} ok, {len(failed)} failed; report: {report.report_path}")
     for row in failed:
-        print(f"mmbench: failed slide: {row}", file=sys.stderr)
+        print(f"mmbench: failed slide {row.slide_id} ({row.path}): {row.error or 'unknown error'}", file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -497,7 +497,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_tasks)
 
     p = sub.add_parser("slides", help="whole-slide images -> patch-feature bags (.h5 per slide)")
-    slides = p.add_subparsers(dest="slides_command", required=True)
+    slides = p.add_subparsers(dest="slides_command", required=True, metavar="STEP",
+                              help="prepare: slides -> tissue masks, patches, feature bags")
     p = slides.add_parser("prepare", help="segment tissue, patch at a target mpp, extract features")
     p.add_argument("source", help="folder of slides or manifest CSV (slide_id, path[, mpp])")
     p.add_argument("--out", required=True, help="output root: bags go to OUT/<encoder>/<slide_id>.h5 "
@@ -568,9 +569,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--factor", type=float, default=2.0, help="fail when a ratio exceeds factor x its reference")
     p.add_argument("--only", action="append", help="only this check (repeatable)")
     p.set_defaults(func=cmd_speedcheck)
-    for action in sub.choices.values():  # every action states the exit codes in its --help
-        action.epilog = action.epilog or EXIT_CODES
-        action.formatter_class = argparse.RawDescriptionHelpFormatter
+    def every_parser(parent):
+        for action in parent._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for child in action.choices.values():
+                    yield child
+                    yield from every_parser(child)
+
+    for child in every_parser(parser):  # every action states the exit codes in its --help
+        child.epilog = child.epilog or EXIT_CODES
+        child.formatter_class = argparse.RawDescriptionHelpFormatter
     return parser
 
 
@@ -588,6 +596,10 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``mmbench`` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
     warnings.filterwarnings("ignore", category=FutureWarning)
+    from benchmark.tempdirs import remove_stale_worker_dirs
+
+    for folder in remove_stale_worker_dirs():
+        print(f"mmbench: removed {folder} (left by a run that died)", file=sys.stderr)
     try:
         return args.func(args)
     except MMBenchError as exc:
