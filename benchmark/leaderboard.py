@@ -432,7 +432,7 @@ _COLUMNS = [
     "undefined", "method_harrell_c_mean", "rank", "is_reference", "delta_c_reference", "delta_c", "delta_c_low",
     "delta_c_high", "delta_c_per_fold", "status", "failure", "author", "date", "environment", "transfer",
     "transductive", "best_epoch_min", "epochs_run_max", "train_c_mean", "train_c_min", "val_c_mean", "synthetic",
-    "source", "stale", "stale_reason", "rank_text", "entry_c_low", "entry_c_high", "flags",
+    "source", "rank_text", "entry_c_low", "entry_c_high", "flags",
 ]  # fmt: skip
 _FLOAT_COLUMNS = {
     c for c in _COLUMNS if c.endswith(("_mean", "_sd", "_low", "_high", "_max", "_min")) or c == "delta_c"
@@ -518,8 +518,6 @@ def summarize_run(
         **training_fields(profiles),
         "synthetic": is_synthetic(record),
         "source": "published" if record.get("published") else "yours",
-        "stale": False,
-        "stale_reason": None,
     }
 
 
@@ -570,11 +568,15 @@ def row_flags(row: pd.Series) -> list[str]:
     train = _num(row.get("train_c_min"))
     if train is not None and train <= CHANCE_TRAIN_C:
         flags.append(f"train C {train:.2f}: ranks training patients ≈ chance")
-    if row.get("synthetic") is True:
-        flags.append("SYNTHETIC inputs")
-    if row.get("stale") is True:
-        flags.append("stale: " + str(row.get("stale_reason")))
+    if _true(row.get("synthetic")):
+        flags.append("SYNTHETIC inputs: never published")
     return flags
+
+
+def _true(value) -> bool:
+    """A boolean table cell that is set and true (NaN, None and pd.NA are not)."""
+    return value is not None and value is not pd.NA and not (isinstance(value, float) and math.isnan(value)) \
+        and bool(value)
 
 
 def _rank(group: pd.DataFrame) -> pd.DataFrame:
@@ -851,7 +853,7 @@ def entry_name(row: pd.Series) -> str:
 
 
 def _method_cell(row: pd.Series) -> Cell:
-    text = entry_name(row)
+    text = entry_name(row) + (" (SYNTHETIC)" if _true(row.get("synthetic")) else "")
     return Cell(text, text)
 
 

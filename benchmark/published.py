@@ -92,9 +92,11 @@ def is_synthetic(record: dict) -> bool:
 
     Such runs are refused by :func:`publish_runs` and marked wherever they show.
     """
+    from benchmark.bags import SYNTHETIC_ENCODERS
+
     features = record.get("features") or {}
     encoder = features.get("encoder") if isinstance(features, dict) else features
-    return bool(record.get("synthetic")) or encoder == "random-tiny" or bool(
+    return bool(record.get("synthetic")) or encoder in SYNTHETIC_ENCODERS or bool(
         isinstance(features, dict) and features.get("synthetic"))
 
 

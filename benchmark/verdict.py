@@ -92,9 +92,9 @@ def entry_deltas(table: pd.DataFrame) -> pd.DataFrame:
     """
     from benchmark.leaderboard import combine_seeds, entry_name
 
+    columns = ["task", "entry", "rank", "rank_text", "c", "delta", "low", "high", "seeds", "outcome"]
     if table.empty:
-        return pd.DataFrame(columns=["task", "entry", "rank", "rank_text", "c", "delta", "low", "high", "seeds",
-                                     "outcome"])
+        return pd.DataFrame(columns=columns)
     ok = table[table["status"].eq("ok") & ~table["val_is_test"].astype(bool)
                & ~table["transductive"].fillna(False).astype(bool) & table["harrell_c_mean"].notna()]
     ok = ok[~ok["synthetic"].fillna(False).astype(bool)] if "synthetic" in ok.columns else ok
@@ -116,7 +116,7 @@ def entry_deltas(table: pd.DataFrame) -> pd.DataFrame:
             rows.append({"task": label, "entry": entry, "rank": rank, "rank_text": rank_text,
                          "c": float(runs["harrell_c_mean"].mean()), "delta": delta, "low": low, "high": high,
                          "seeds": len(runs), "outcome": result})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=columns)
 
 
 def method_verdicts(deltas: pd.DataFrame) -> list[MethodVerdict]:

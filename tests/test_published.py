@@ -136,3 +136,42 @@ def test_shipped_store_stays_small():
         pytest.skip("no published runs shipped yet (maintainer: mmbench leaderboard --publish)")
     size = sum(p.stat().st_size for p in store.iterdir())
     assert size < 8_000_000, f"{store} holds {size / 1e6:.1f} MB"
+
+
+# ----------------------------------------------------------------------------- WSI rows
+
+
+def test_wsi_baselines_not_run_are_listed_with_the_command(tmp_path):
+    from benchmark.leaderboard import wsi_not_run
+
+    runs = tmp_path / "runs"
+    write_run(runs, "tcga-blca", "coxph", "r-coxph", kind="baseline", swaps=range(3))
+    write_run(runs, "tcga-blca", "abmil", "r-abmil", modalities=("wsi",))
+    write_run(runs, "cardio-trace", "coxph", "r-coxph", kind="baseline")
+    out = tmp_path / "out"
+    result = build_leaderboard(runs, out, n_boot=20, pictures=False)
+    rows = wsi_not_run(result.table)
+    assert [r[1] for r in rows] == ["transmil", "porpoise", "survpath"]  # abmil ran; cardio tasks have no slides
+    assert all(r[0] == "tcga-blca" and r[2] == "not run: needs patch features" for r in rows)
+    assert "mmbench slides prepare" in rows[0][3] and "--method baselines/transmil" in rows[0][3]
+    text = (out / "README.md").read_text()
+    assert "## Not run" in text and "not run: needs patch features" in text
+
+
+def test_runs_on_synthetic_bags_are_marked_and_never_published(toy_wsi, tmp_path):
+    from benchmark.runner import RunConfig, run
+
+    data_root, _ = toy_wsi
+    runs = tmp_path / "runs"
+    result = run(RunConfig(task="toy", method=REPO / "baselines" / "abmil", data_root=data_root, out=runs,
+                           folds=[0], in_process=True,
+                           params={"epochs": 2, "bags_per_step": 8, "dim": 16, "attention_hidden": 8}))
+    record = json.loads((result.run_dir / "run.json").read_text())
+    assert record["features"]["synthetic"] is True and record["features"]["encoder"] == "toy-encoder"
+    board = build_leaderboard(runs, tmp_path / "out", n_boot=20, pictures=False)
+    row = board.table.iloc[0]
+    assert "SYNTHETIC" in row["flags"]
+    text = (tmp_path / "out" / "README.md").read_text()
+    assert "abmil (SYNTHETIC)" in text
+    with pytest.raises(DataError, match="no complete run to publish"):
+        publish_runs(runs, tmp_path / "store")
