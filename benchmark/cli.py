@@ -310,15 +310,16 @@ def verify_tasks(names: list[str], data_root) -> int:
 
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from benchmark.leaderboard import build_leaderboard
-    from benchmark.published import PUBLISHED_DIR, REPO, publish_runs
+    from benchmark import published as shipped_runs
 
-    shipped = REPO / "leaderboard"
+    store = shipped_runs.PUBLISHED_DIR
+    shipped = store.parent  # leaderboard/
     if args.publish:
-        report = publish_runs(Path(args.runs), PUBLISHED_DIR)
+        report = shipped_runs.publish_runs(Path(args.runs), store)
         for line in report["skipped"]:
             print(f"mmbench: warning: {line}", file=sys.stderr)
-        print(f"published: {report['runs']} runs -> {PUBLISHED_DIR} ({report['bytes'] / 1e6:.1f} MB)")
-        result = build_leaderboard(None, shipped, published=PUBLISHED_DIR)
+        print(f"published: {report['runs']} runs -> {store} ({report['bytes'] / 1e6:.1f} MB)")
+        result = build_leaderboard(None, shipped, published=store)
     else:
         out = Path(args.out).resolve()
         if out == shipped.resolve() or shipped.resolve() in out.parents:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from test_leaderboard import FOLDS, TASK, c_of, parse_markdown_tables, row_of, write_run
@@ -175,3 +176,32 @@ def test_runs_on_synthetic_bags_are_marked_and_never_published(toy_wsi, tmp_path
     assert "abmil (SYNTHETIC)" in text
     with pytest.raises(DataError, match="no complete run to publish"):
         publish_runs(runs, tmp_path / "store")
+
+
+def test_maintainer_publish_then_a_fresh_user_ranks_against_it(tmp_path, monkeypatch, capsys):
+    """--publish packs runs/ and regenerates the published pages from the store only; a user then ranks a
+    new method against the shipped baseline without rerunning it."""
+    import benchmark.published as published
+    from benchmark.runner import RunConfig, run
+
+    fake_repo = tmp_path / "repo"
+    # never touch this checkout's leaderboard/: the maintainer action writes next to the store it is given
+    monkeypatch.setattr(published, "PUBLISHED_DIR", fake_repo / "leaderboard" / "published-runs")
+    maintainer = tmp_path / "maintainer-runs"
+    run(RunConfig(task="geo-gse7390", method=REPO / "baselines" / "coxph", folds=[0, 1], out=maintainer,
+                  in_process=True))
+    assert main(["leaderboard", "--publish", "--runs", str(maintainer)]) == 0
+    assert "published: 1 runs" in capsys.readouterr().out
+    shipped = fake_repo / "leaderboard"
+    assert (shipped / "published-runs" / "runs.parquet").is_file()
+    assert "geo-gse7390" in (shipped / "README.md").read_text() and (shipped / "verdict.md").is_file()
+    # a fresh user: only their own method in runs/, the baseline comes from the shipped store
+    mine = tmp_path / "runs"
+    run(RunConfig(task="geo-gse7390", method=REPO / "baselines" / "rsf", folds=[0, 1], out=mine, in_process=True,
+                  params={"n_estimators": 20}))
+    out = tmp_path / "mmbench-leaderboard"
+    assert main(["leaderboard", "--runs", str(mine), "--out", str(out),
+                 "--published", str(shipped / "published-runs")]) == 0
+    table = pd.read_parquet(out / "results.parquet").set_index("method")
+    assert table.loc["coxph", "source"] == "published" and table.loc["coxph", "is_reference"]
+    assert table.loc["rsf", "source"] == "yours" and np.isfinite(table.loc["rsf", "delta_c"])
