@@ -190,6 +190,9 @@ def cmd_tasks(args: argparse.Namespace) -> int:
             mods = ", ".join(f"{m}({k})" if m != k else m for m, k in task.kinds.items())
             rows.append([name, task.endpoint, task.time_unit, n, events, mods, ", ".join(task.splits)])
         print(tabulate(rows, headers=["task", "endpoint", "unit", "patients", "events", "modalities", "split sets"]))
+        for name, paths in shadowed_tasks().items():
+            print(f"mmbench: warning: task '{name}' is defined in {', '.join(map(str, paths))}; the first is used",
+                  file=sys.stderr)
         for line in errors:
             print(f"mmbench: error: {line}", file=sys.stderr)
         return 1 if errors else 0
@@ -204,6 +207,17 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     if action == "make-splits":
         return make_splits(args.names, args.data_root, force=args.force)
     raise MMBenchError(f"unknown tasks action '{action}' (list, show, verify, make-splits)")
+
+
+def shadowed_tasks() -> dict[str, list[Path]]:
+    """Task names defined in several folders of the registry (built-in tasks/ and $MMBENCH_TASKS)."""
+    from benchmark.task import task_dirs
+
+    seen: dict[str, list[Path]] = {}
+    for folder in task_dirs():
+        for path in sorted(Path(folder).glob("*.toml")):
+            seen.setdefault(path.stem, []).append(path)
+    return {name: paths for name, paths in seen.items() if len(paths) > 1}
 
 
 def make_splits(names: list[str], data_root, force: bool = False) -> int:

@@ -155,3 +155,14 @@ def test_tasks_and_verify_print_load_errors_and_exit_1(tmp_path, monkeypatch, ca
     assert "my-cohort: FAILED to load" in out and "my_cohort.csv not found" in out and "broken: FAILED" in out
     assert main(["tasks", "verify", "tcga-brca"]) == 0  # no data root: skipped, not failed
     assert "skipped (needs --data-root" in capsys.readouterr().out
+
+
+def test_a_task_name_defined_twice_is_reported(tmp_path, monkeypatch):
+    from benchmark.cli import shadowed_tasks
+
+    tasks = tmp_path / "t"
+    tasks.mkdir()
+    (tasks / "cardio-trace.toml").write_text((REPO / "tasks" / "cardio-trace.toml").read_text())
+    monkeypatch.setenv("MMBENCH_TASKS", str(tasks))
+    assert list(shadowed_tasks()) == ["cardio-trace"]
+    assert load_task("cardio-trace").path == REPO / "tasks" / "cardio-trace.toml"  # the built-in one wins
