@@ -432,7 +432,7 @@ _COLUMNS = [
     "undefined", "method_harrell_c_mean", "rank", "is_reference", "delta_c_reference", "delta_c", "delta_c_low",
     "delta_c_high", "delta_c_per_fold", "status", "failure", "author", "date", "environment", "transfer",
     "transductive", "best_epoch_min", "epochs_run_max", "train_c_mean", "train_c_min", "val_c_mean", "synthetic",
-    "source", "rank_text", "entry_c_low", "entry_c_high", "flags",
+    "source", "delta_c_folds", "rank_text", "entry_c_low", "entry_c_high", "flags",
 ]  # fmt: skip
 _FLOAT_COLUMNS = {
     c for c in _COLUMNS if c.endswith(("_mean", "_sd", "_low", "_high", "_max", "_min")) or c == "delta_c"
@@ -568,6 +568,8 @@ def row_flags(row: pd.Series) -> list[str]:
     train = _num(row.get("train_c_min"))
     if train is not None and train <= CHANCE_TRAIN_C:
         flags.append(f"train C {train:.2f}: ranks training patients ≈ chance")
+    if isinstance(row.get("delta_c_folds"), str):
+        flags.append(f"Δ C on folds {row['delta_c_folds']} only")
     if _true(row.get("synthetic")):
         flags.append("SYNTHETIC inputs: never published")
     return flags
@@ -621,6 +623,7 @@ def _delta_vs_classical(
         delta_c_low=np.nan,
         delta_c_high=np.nan,
         delta_c_per_fold=None,
+        delta_c_folds=None,
     )
     by_dir = {(r.run_id, r.method, r.task, r.split_set): r for r in runs}
     plain = group["transfer"].isna() if "transfer" in group.columns else True
@@ -652,6 +655,8 @@ def _delta_vs_classical(
         group.at[index, "delta_c_low"] = _float(diff["low"])
         group.at[index, "delta_c_high"] = _float(diff["high"])
         group.at[index, "delta_c_per_fold"] = [_float(v) for v in diff["per_fold"]]
+        if sorted(run.record["folds"]) != sorted(ref_run.record["folds"]):
+            group.at[index, "delta_c_folds"] = ", ".join(str(k) for k in sorted(run.record["folds"]))
     return group
 
 
@@ -659,8 +664,8 @@ def _paired_folds(run: Run, ref: Run, predictions: dict[str, dict[int, pd.DataFr
     """Align two runs' predictions fold by fold on patient_id; raise DataError when they differ."""
     if run.record.get("split_sha256") != ref.record.get("split_sha256"):
         raise DataError("the runs used different split files (split_sha256 differs)")
-    if sorted(run.record["folds"]) != sorted(ref.record["folds"]):
-        raise DataError(f"the runs cover different folds ({run.record['folds']} vs {ref.record['folds']})")
+    if not set(run.record["folds"]) <= set(ref.record["folds"]):  # a run of some folds pairs on those folds
+        raise DataError(f"the run has folds the reference lacks ({run.record['folds']} vs {ref.record['folds']})")
     folds_a, folds_b = [], []
     for k in sorted(run.record["folds"]):
         a = predictions[str(run.dir)][k].sort_values("patient_id", kind="stable")

@@ -205,3 +205,13 @@ def test_maintainer_publish_then_a_fresh_user_ranks_against_it(tmp_path, monkeyp
     table = pd.read_parquet(out / "results.parquet").set_index("method")
     assert table.loc["coxph", "source"] == "published" and table.loc["coxph", "is_reference"]
     assert table.loc["rsf", "source"] == "yours" and np.isfinite(table.loc["rsf", "delta_c"])
+
+
+def test_a_run_of_some_folds_pairs_with_the_reference_on_those_folds(tmp_path):
+    store = published_store(tmp_path)
+    mine = tmp_path / "runs"
+    write_run(mine, TASK, "quick", "r-quick", swaps=range(0, 2), folds=[0, 1])
+    result = build_leaderboard(mine, tmp_path / "out", published=store, check_keys=False, n_boot=50)
+    quick = result.table.set_index("method").loc["quick"]
+    assert quick["delta_c"] == pytest.approx(8 / 190) and len(quick["delta_c_per_fold"]) == 2
+    assert "Δ C on folds 0, 1 only" in quick["flags"]
