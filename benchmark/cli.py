@@ -591,9 +591,13 @@ def build_parser() -> argparse.ArgumentParser:
                     yield child
                     yield from every_parser(child)
 
+    import textwrap
+
     for child in every_parser(parser):  # every action states the exit codes in its --help
         child.epilog = child.epilog or EXIT_CODES
         child.formatter_class = argparse.RawDescriptionHelpFormatter
+        if child.description and "\n" not in child.description:  # raw formatting: wrap prose ourselves
+            child.description = textwrap.fill(child.description, 100)
     return parser
 
 
