@@ -1108,7 +1108,7 @@ _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem auto;max-width:1400px;
 padding:0 1rem;color:#1f2328;line-height:1.45}
 h1{border-bottom:1px solid #d0d7de;padding-bottom:.3rem}h2{margin-top:2.2rem;border-bottom:1px solid #eaeef2}
-.scroll{overflow:auto;max-width:100%;max-height:80vh;margin:.6rem 0;border:1px solid #d0d7de}
+.scroll{overflow:auto;max-width:100%;width:fit-content;max-height:80vh;margin:.6rem 0;border:1px solid #d0d7de}
 table{border-collapse:separate;border-spacing:0;font-size:.9rem}
 th,td{border-right:1px solid #d0d7de;border-bottom:1px solid #d0d7de;padding:.3rem .6rem;text-align:left;
 white-space:nowrap;background:#fff}
