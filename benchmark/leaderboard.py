@@ -350,7 +350,7 @@ def leaderboard_table(
     )
     table = table.drop(columns="_split_order").reset_index(drop=True)
     table["flags"] = [("; ".join(row_flags(row)) or None) for _, row in table.iterrows()]
-    for column in ("best_epoch_min", "epochs_run_max"):
+    for column in ("best_epoch_min", "epochs_run_max", "n_fits", "first_epoch_fits"):
         table[column] = pd.to_numeric(table[column], errors="coerce").astype("Int64")
     return table.reindex(columns=_COLUMNS)
 
@@ -431,7 +431,7 @@ _COLUMNS = [
     "peak_rss_mb_max", "peak_accel_mb_max", "n_params", "device", "code_hash", "git_sha", "split_sha256",
     "undefined", "method_harrell_c_mean", "rank", "is_reference", "delta_c_reference", "delta_c", "delta_c_low",
     "delta_c_high", "delta_c_per_fold", "status", "failure", "author", "date", "environment", "transfer",
-    "transductive", "best_epoch_min", "epochs_run_max", "train_c_mean", "train_c_min", "val_c_mean", "synthetic",
+    "transductive", "best_epoch_min", "epochs_run_max", "n_fits", "first_epoch_fits", "train_c_mean", "train_c_min", "val_c_mean", "synthetic",
     "source", "delta_c_folds", "rank_text", "entry_c_low", "entry_c_high", "flags",
 ]  # fmt: skip
 _FLOAT_COLUMNS = {
@@ -541,7 +541,10 @@ def training_fields(profiles: list[dict]) -> dict:
         return [float(p[key]) for p in profiles if isinstance(p.get(key), (int, float)) and not isinstance(p.get(key), bool)
                 and math.isfinite(float(p[key]))]
     best, runs, train, val = (values(k) for k in ("best_epoch", "epochs_run", "train_cindex", "val_cindex"))
+    fits, first = values("n_fits"), values("first_epoch_fits")
     return {
+        "n_fits": int(sum(fits)) if fits else None,
+        "first_epoch_fits": int(sum(first)) if first else None,
         "best_epoch_min": int(min(best)) if best else None,
         "epochs_run_max": int(max(runs)) if runs else None,
         "train_c_mean": float(np.mean(train)) if train else None,
@@ -565,6 +568,9 @@ def row_flags(row: pd.Series) -> list[str]:
     best = _num(row.get("best_epoch_min"))
     if best is not None and best <= EARLY_EPOCHS:
         flags.append(f"stopped at epoch {int(best)}: did it train?")
+    first, fits = _num(row.get("first_epoch_fits")), _num(row.get("n_fits"))
+    if first and fits:
+        flags.append(f"{int(first)} of {int(fits)} network fits restored their first epoch")
     train = _num(row.get("train_c_min"))
     if train is not None and train <= CHANCE_TRAIN_C:
         flags.append(f"train C {train:.2f}: ranks training patients ≈ chance")

@@ -64,7 +64,7 @@ def board(tmp_path_factory):
     # a fit that did not train: its training loop recorded best epoch 1 and a train C at chance
     write_run(runs, TASK, "stuck", "r-stuck", swaps=range(0, 8),
               profile={"best_epoch": [1, 1, 2], "epochs_run": [11, 11, 12], "train_cindex": [0.51, 0.49, 0.5],
-                       "val_cindex": [0.55, 0.5, 0.52]})
+                       "val_cindex": [0.55, 0.5, 0.52], "n_fits": [1, 1, 1], "first_epoch_fits": [1, 1, 0]})
     out = root / "out"
     cells = root / "cells.csv"
     ablation_cells().to_csv(cells, index=False)
@@ -130,6 +130,7 @@ def test_checks_flag_wrong_sign_and_fits_that_did_not_train(board):
     assert WRONG_SIGN in table.loc[(TASK, "antioracle"), "flags"]
     stuck = table.loc[(TASK, "stuck"), "flags"]
     assert "stopped at epoch 1" in stuck and "train C 0.49" in stuck
+    assert "2 of 3 network fits restored their first epoch" in stuck
     assert pd.isna(table.loc[(TASK, "oracle"), "flags"]).all()
     rows = parse_markdown_tables((out / "README.md").read_text())[(TASK, "own")]
     assert row_of(rows, "stuck")["train C · val C · best epoch"] == "0.500 · 0.523 · 1/12"
