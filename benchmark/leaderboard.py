@@ -30,6 +30,7 @@ from tabulate import tabulate
 
 from benchmark.errors import DataError, UndefinedMetricError
 from benchmark.metrics import bootstrap_ci, mean_sd, paired_bootstrap_diff
+from benchmark.protocol import DELTA_C_REFERENCE, PROTOCOL_NOTES
 from benchmark.published import is_synthetic
 from benchmark.results import SPLIT_SETS, Run, read_predictions, read_store
 from benchmark.store import atomic_write_parquet, atomic_write_text
@@ -250,8 +251,22 @@ def with_failed_rows(table: pd.DataFrame, failed: list[Run]) -> pd.DataFrame:
     return combined.drop(columns=["_split", "_failed"]).reset_index(drop=True)[_COLUMNS]
 
 
-DEFAULT_REFERENCE = "coxph"
-"""The Δ C reference when no method.toml declares ``reference = true``: ridge Cox on clinical variables."""
+DEFAULT_REFERENCE = DELTA_C_REFERENCE
+"""The Δ C reference when no method.toml declares ``reference = true`` (:data:`benchmark.protocol.DELTA_C_REFERENCE`,
+CoxPH on the clinical variables)."""
+
+
+def protocol_lines() -> list[str]:
+    """The stated training protocol (:data:`benchmark.protocol.PROTOCOL_NOTES`), one logical line per paragraph or item."""
+    lines: list[str] = []
+    for raw in PROTOCOL_NOTES.strip().splitlines():
+        if raw.startswith("  ") and lines:
+            lines[-1] += " " + raw.strip()
+        elif raw.strip():
+            lines.append(raw.strip())
+        else:
+            lines.append("")
+    return lines
 
 
 def reference_method(folders: tuple[Path, ...] | None = None) -> str:
@@ -1009,7 +1024,7 @@ def render_markdown(
     """
     stale, skipped = stale or [], skipped or []
     lines = ["# mmbench leaderboard", "", "Across tasks: [verdict](verdict.md).", "",
-             *_intro_lines(n_boot, level, seed, runs_dir), ""]
+             *_intro_lines(n_boot, level, seed, runs_dir), "", PROTOCOL_NOTES.strip(), ""]
     if not sections:
         lines += ["*No complete run yet.*", ""]
     task = None
@@ -1174,6 +1189,9 @@ def render_html(
         '<p>Across tasks: <a href="verdict.html">verdict</a>.</p>',
         "<details><summary>How the numbers are computed (rank, Δ C, checks, marks)</summary>",
         _markdownish_html(_intro_lines(n_boot, level, seed, runs_dir)),
+        "</details>",
+        "<details><summary>Training protocol (how every baseline is tuned; the fixed Δ C reference)</summary>",
+        _markdownish_html(protocol_lines()),
         "</details>",
     ]
     stale, skipped = stale or [], skipped or []
