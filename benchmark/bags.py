@@ -85,6 +85,38 @@ def features_dir(data_root: Path, encoder: str | None) -> Path | None:
     return root / present[0]
 
 
+SYNTHETIC_ENCODERS = ("random-tiny",)
+"""Encoders whose features carry no image information (random weights): runs on them are SYNTHETIC."""
+
+
+def features_provenance(folder: Path) -> dict:
+    """What a run's ``wsi`` modality was built from, for ``run.json["features"]``.
+
+    Returns
+    -------
+    dict
+        ``encoder`` (the folder name, or the ``encoder`` attribute of its first
+        ``.h5``), ``folder`` and ``synthetic``: True for a random-weight encoder
+        (``random-tiny``), a file attribute ``synthetic`` or a ``SYNTHETIC``
+        marker file in the folder. SYNTHETIC rows never reach the published
+        leaderboard (:func:`benchmark.published.publish_runs`).
+    """
+    import h5py
+
+    folder = Path(folder)
+    encoder, synthetic = folder.name, (folder / "SYNTHETIC").exists()
+    first = next(iter(sorted(folder.glob("*.h5"))), None)
+    if first is not None:
+        try:
+            with h5py.File(first, "r") as f:
+                encoder = str(f.attrs.get("encoder", encoder))
+                synthetic = synthetic or bool(f.attrs.get("synthetic", False))
+        except OSError:
+            pass
+    return {"encoder": encoder, "folder": str(folder),
+            "synthetic": synthetic or encoder in SYNTHETIC_ENCODERS or folder.name in SYNTHETIC_ENCODERS}
+
+
 def count_patches(path: Path) -> int:
     """Number of patches (rows of ``features``) in one slide file.
 

@@ -13,6 +13,10 @@ Sources
     SurvSet (Drysdale 2022) datasets shipped inside the ``SurvSet`` wheel.
 ``sksurv``
     scikit-survival's bundled datasets (e.g. ``load_breast_cancer``).
+``csv``
+    A user's own cohort: one row per patient in a CSV or Parquet file next to
+    the task file (columns named by ``id_column``, ``time_column``,
+    ``event_column`` / ``censorship_column``); see ``tasks/README.md``.
 """
 
 from __future__ import annotations
@@ -123,9 +127,12 @@ def load_cohort(task: TaskSpec, data_root: str | Path | None = None,
         table, source = _read_tcga(task, root, resolve_labels_root(labels_root))
     elif task.source == "survset":
         table, source = _read_survset(task)
+    elif task.source == "csv":
+        table, source = _read_csv(task)
     else:
         table, source = _read_sksurv(task)
-    time, event = validate_labels(source, table["patient_id"].to_numpy(), table["time"], table["event"])
+    time, event = validate_labels(source, table["patient_id"].to_numpy(), table["time"], table["event"],
+                                  **label_names(task))
     patient_id = table["patient_id"].astype(str).to_numpy()
     modalities, kinds = {}, {}
     for spec in task.modalities.values():
@@ -252,6 +259,64 @@ def _merge_private_labels(task: TaskSpec, slides: pd.DataFrame, labels_root: Pat
         raise DataError(f"{path}: duplicate patient '{labels['case_id'][labels['case_id'].duplicated()].iloc[0]}'")
     inputs = slides.drop(columns=["survival_months", "censorship"], errors="ignore")
     return inputs.merge(labels[["case_id", "survival_months", "censorship"]], on="case_id", how="inner")
+
+
+def label_names(task: TaskSpec) -> dict[str, str]:
+    """The names of the time and event columns in the task's own file, for error messages.
+
+    TCGA files hold ``survival_months`` (``censorship`` is checked where it is
+    converted); a csv task names its own columns (``time_column``,
+    ``event_column`` or ``censorship_column``).
+    """
+    if task.source == "tcga":
+        return {"time_name": "survival_months", "event_name": "event (1 - censorship)"}
+    if task.source == "csv":
+        return {"time_name": str(task.extra["time_column"]),
+                "event_name": str(task.extra.get("event_column") or task.extra["censorship_column"])}
+    return {}
+
+
+def csv_path(task: TaskSpec) -> Path:
+    """The file of a csv task: ``dataset``, relative to the task file's folder (or absolute, ``~`` expanded)."""
+    path = Path(str(task.dataset)).expanduser()
+    return path if path.is_absolute() else task.path.parent / path
+
+
+def _read_csv(task: TaskSpec) -> tuple[pd.DataFrame, str]:
+    """A user's cohort: one row per patient in a CSV (or ``.parquet``) file, columns named by the task file.
+
+    ``id_column`` (patient id), ``time_column`` (in ``time_unit``) and
+    ``event_column`` (1 = observed) or ``censorship_column`` (1 = censored,
+    converted here once). Modalities select their columns by ``columns``,
+    ``prefix`` or ``pattern``.
+    """
+    path = csv_path(task)
+    if not path.is_file():
+        raise DataError(f"{path} not found: task '{task.name}' (field 'dataset' of {task.path}) names it")
+    try:
+        frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, low_memory=False)
+    except Exception as exc:  # pandas raises several types for a broken file
+        raise DataError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from None
+    id_col, time_col = task.extra["id_column"], task.extra["time_column"]
+    event_col, censor_col = task.extra.get("event_column"), task.extra.get("censorship_column")
+    for field, col in (("id_column", id_col), ("time_column", time_col), ("event_column", event_col),
+                       ("censorship_column", censor_col)):
+        if col and col not in frame.columns:
+            raise DataError(f"{path}: column '{col}' ({field} in {task.path.name}) is missing; the file has "
+                            f"{', '.join(map(str, frame.columns[:8]))}{', …' if len(frame.columns) > 8 else ''}")
+    if censor_col:
+        censorship = pd.to_numeric(frame[censor_col], errors="coerce")
+        bad = ~censorship.isin([0, 1])
+        if bad.any():
+            first = int(np.argmax(bad.to_numpy()))
+            raise DataError(f"{path}: column '{censor_col}' must be 0 or 1 (1 = censored), got "
+                            f"{frame[censor_col].iloc[first]} for patient '{frame[id_col].iloc[first]}'")
+        event = 1 - censorship
+    else:
+        event = frame[event_col]
+    labels = pd.DataFrame({"patient_id": frame[id_col].astype(str), "time": frame[time_col], "event": event})
+    rest = frame.drop(columns=[c for c in ("patient_id", "time", "event") if c in frame.columns])
+    return pd.concat([rest, labels], axis=1), str(path)
 
 
 def _read_survset(task: TaskSpec) -> tuple[pd.DataFrame, str]:

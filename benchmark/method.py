@@ -110,6 +110,25 @@ class MethodSpec:
         return digest.hexdigest()
 
 
+def did_you_mean_method(folder: Path) -> str:
+    """``"; did you mean baselines/coxph?"`` for a method folder that does not exist ("" when nothing is close).
+
+    Candidates: the method folders next to the one asked for, and those in ``baselines/`` and ``submissions/``.
+    """
+    import difflib
+
+    repo = Path(__file__).resolve().parents[1]
+    roots = [folder.parent, repo / "baselines", repo / "submissions"]
+    candidates = {}
+    for root in roots:
+        if root.is_dir():
+            for manifest in root.glob("*/method.toml"):
+                shown = manifest.parent.relative_to(repo) if manifest.parent.is_relative_to(repo) else manifest.parent
+                candidates.setdefault(manifest.parent.name, str(shown))
+    close = difflib.get_close_matches(folder.name, list(candidates), n=3, cutoff=0.5)
+    return f"; did you mean {', '.join(candidates[c] for c in close)}?" if close else ""
+
+
 def load_spec(path: str | Path) -> MethodSpec:
     """Read ``<path>/method.toml``.
 
@@ -121,7 +140,7 @@ def load_spec(path: str | Path) -> MethodSpec:
     folder = Path(path)
     manifest = folder / "method.toml"
     if not folder.is_dir():
-        raise MethodError(f"method folder '{folder}' does not exist")
+        raise MethodError(f"method folder '{folder}' does not exist{did_you_mean_method(folder)}")
     if not manifest.is_file():
         raise MethodError(f"'{manifest}' is missing: a method folder needs a method.toml")
     try:

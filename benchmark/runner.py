@@ -281,6 +281,12 @@ def run(config: RunConfig, on_fold: Callable[[int, dict], None] | None = None,
     existed = run_dir.exists()
     record = run_record(task, spec, split, params, modalities, config, device, run_id, folds, run_dir)
     record["transfer"] = transfer                   # pretraining / regime / label budget (benchmark.pretrain)
+    if data_root is not None and any(task.kinds.get(m) == "wsi" for m in modalities):
+        from benchmark.bags import features_dir, features_provenance
+
+        folder = features_dir(data_root, config.features)
+        if folder is not None:                      # patch features the wsi modality came from (SYNTHETIC marked)
+            record["features"] = features_provenance(folder)
     atomic_write_json(run_dir / "run.json", record)
     # the worker may read neither the results store nor the files holding labels
     forbidden = [*store_paths(Path(config.out), keep=[spec.path, REPO / "benchmark"]),

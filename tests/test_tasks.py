@@ -187,8 +187,8 @@ def test_slide_rows_are_reduced_to_patients(toy):
 
 
 @pytest.mark.parametrize("field,value,message", [
-    ("survival_months", -1.0, "field 'time' is negative (-1.0) for patient 'TCGA-CD-0004'"),
-    ("survival_months", np.nan, "field 'time' is missing or not finite for patient 'TCGA-CD-0004'"),
+    ("survival_months", -1.0, "field 'survival_months' is negative (-1.0) for patient 'TCGA-CD-0004'"),
+    ("survival_months", np.nan, "field 'survival_months' is missing or not finite for patient 'TCGA-CD-0004'"),
     ("censorship", 2, "field 'censorship' must be 0 or 1 (1 = censored), got 2 for patient 'TCGA-CD-0004'"),
     ("age", "old", "field 'age' is not numeric for patient 'TCGA-CD-0004'"),
 ])
