@@ -26,6 +26,7 @@ import pandas as pd
 
 from benchmark.cohort import Cohort, validate_labels
 from benchmark.errors import DataError
+from benchmark.integrity import check_label_conflicts, check_slide_owners, missing_as_nan, read_table
 from benchmark.task import TaskSpec
 
 TCGA_ENDPOINT_COLUMNS = {
@@ -166,11 +167,12 @@ def _modality_frame(table: pd.DataFrame, spec, source: str, patient_id: np.ndarr
         raise DataError(f"{source}: modality '{spec.name}' matches no column (pattern {spec.pattern!r})")
     parts = []
     for col in columns:
+        raw = missing_as_nan(table[col])  # one rule for missing markers (benchmark.integrity)
         if col in spec.categorical:
-            parts.append(one_hot(table[col], col))
+            parts.append(one_hot(raw, col))
         else:
-            values = pd.to_numeric(table[col], errors="coerce")
-            bad = values.isna() & table[col].notna()
+            values = pd.to_numeric(raw, errors="coerce")
+            bad = values.isna() & raw.notna()
             if bad.any():
                 raise DataError(f"{source}: field '{col}' is not numeric for patient '{table['patient_id'].iloc[int(np.argmax(bad.to_numpy()))]}'")
             parts.append(values.astype(np.float64).rename(col))
@@ -182,9 +184,13 @@ def _modality_frame(table: pd.DataFrame, spec, source: str, patient_id: np.ndarr
 def one_hot(values: pd.Series, prefix: str) -> pd.DataFrame:
     """One-hot encode a categorical column; rows with a missing value stay NaN in every dummy.
 
+    A missing value is NaN or a missing marker (:func:`benchmark.integrity.missing_as_nan`:
+    SurvSet's ``missing``, ``''``, ``NA``, ``[Not Available]``, ...): it never becomes a category.
+
     Returns a float64 DataFrame with one column ``<prefix>=<category>`` per
     category seen in the data (sorted).
     """
+    values = missing_as_nan(values)
     cats = sorted(values.dropna().astype(str).unique())
     as_str = values.astype("string")
     frame = pd.DataFrame({f"{prefix}={c}": (as_str == c).astype("float64") for c in cats}, index=values.index)
@@ -194,22 +200,21 @@ def one_hot(values: pd.Series, prefix: str) -> pd.DataFrame:
 
 def _read_tcga(task: TaskSpec, root: Path | None, labels_root: Path | None = None) -> tuple[pd.DataFrame, str]:
     omics = require_data_root(task, root, f"omics/tcga_{task.dataset}_all_clean.csv.zip")
-    try:
-        slides = pd.read_csv(omics, low_memory=False)
-    except Exception as exc:  # unreadable zip or CSV
-        raise DataError(f"{omics}: cannot read ({type(exc).__name__}: {exc})") from None
+    slides = read_table(omics, low_memory=False)  # ids as text: '00017' stays '00017'
     if task.extra.get("labels"):
         slides = _merge_private_labels(task, slides, labels_root)
     for col in ("case_id", "slide_id", "site", "survival_months", "censorship"):
         if col not in slides.columns:
             raise DataError(f"{omics}: field '{col}' is missing")
     slides = slides.drop(columns=[c for c in slides.columns if c.startswith("Unnamed")])
+    check_slide_owners(slides["case_id"], slides["slide_id"], omics, str(task.extra.get("slide_id_rule", "tcga-barcode")))
     if task.endpoint != "OS":
         if task.endpoint not in TCGA_ENDPOINT_COLUMNS:
             raise DataError(f"{task.path}: endpoint '{task.endpoint}' is not one of OS, DSS, PFI")
         meta_path = require_data_root(task, root, f"survpath/metadata/tcga_{task.dataset}.csv")
         t_col, c_col = TCGA_ENDPOINT_COLUMNS[task.endpoint]
-        meta = pd.read_csv(meta_path, usecols=["case_id", t_col, c_col]).dropna()
+        meta = read_table(meta_path, usecols=["case_id", t_col, c_col]).dropna()
+        check_label_conflicts(meta, "case_id", [t_col, c_col], meta_path)
         meta = meta.drop_duplicates("case_id")
         slides = slides.drop(columns=["survival_months", "censorship"]).merge(
             meta.rename(columns={t_col: "survival_months", c_col: "censorship"}), on="case_id", how="inner")
@@ -244,7 +249,7 @@ def _merge_private_labels(task: TaskSpec, slides: pd.DataFrame, labels_root: Pat
     path = labels_root / str(task.extra["labels"])
     if not path.is_file():
         raise DataError(f"{path} not found: task '{task.name}' expects its labels file there")
-    labels = pd.read_csv(path, dtype={"case_id": str})
+    labels = read_table(path)
     for col in ("case_id", "survival_months", "censorship"):
         if col not in labels.columns:
             raise DataError(f"{path}: field '{col}' is missing")
