@@ -280,3 +280,35 @@ def test_i08_cardio_smart_has_no_missing_category_and_the_corpus_invents_none():
     trace = align_columns(cardio_pool()["TRACE"], ["fac_diabetes=1", "fac_diabetes=missing"], "TRACE", "pan-cardio",
                           "smarto")
     assert trace["fac_diabetes=missing"].isna().all()  # never 1 for the non-diabetic TRACE patients
+
+
+# --------------------------------------------------------------------------- I07 method outputs
+
+
+def test_i07_rising_survival_curves_give_a_failed_record(toy, tmp_path):
+    from benchmark.runner import RunConfig, run
+    from conftest import METHODS
+
+    data_root, _ = toy
+    result = run(RunConfig(task="toy", method=METHODS / "rising-survival", data_root=data_root, out=tmp_path / "runs",
+                           folds=[0]))
+    assert result.failed and not result.fold_metrics
+    failure = result.failures[0]
+    assert failure["kind"] == "bad_output" and failure["stage"] == "predict"
+    assert "survival must be non-increasing along the time grid" in failure["reason"]
+    assert not (result.run_dir / "fold_0" / "metrics.json").exists()
+
+
+def test_i07_prediction_check_allows_float_noise_and_refuses_a_real_rise():
+    from benchmark.errors import MethodError
+    from benchmark.method import Prediction, check_prediction
+
+    curve = np.array([[1.0, 0.8, 0.8 + 1e-9, 0.5], [1.0 + 1e-9, 0.9, 0.7, 0.7]])
+    checked = check_prediction(Prediction(np.zeros(2), curve), 2, 4, "m")
+    assert checked.survival.max() == 1.0  # clipped into [0, 1]
+    with pytest.raises(MethodError, match=r"non-increasing .*patient row 1 rises by 0.1 at grid point 3; 1 of 2"):
+        check_prediction(Prediction(np.zeros(2), np.array([[1.0, 0.8, 0.7, 0.5], [1.0, 0.9, 0.7, 0.8]])), 2, 4, "m")
+    with pytest.raises(MethodError, match=r"within \[0, 1\]"):
+        check_prediction(Prediction(np.zeros(1), np.array([[1.2, 0.8, 0.7, 0.5]])), 1, 4, "m")
+    with pytest.raises(MethodError, match="risk holds 1 NaN/inf"):
+        check_prediction(Prediction(np.array([np.inf]), None), 1, 4, "m")
