@@ -312,3 +312,70 @@ def test_i07_prediction_check_allows_float_noise_and_refuses_a_real_rise():
         check_prediction(Prediction(np.zeros(1), np.array([[1.2, 0.8, 0.7, 0.5]])), 1, 4, "m")
     with pytest.raises(MethodError, match="risk holds 1 NaN/inf"):
         check_prediction(Prediction(np.array([np.inf]), None), 1, 4, "m")
+
+
+# --------------------------------------------------------------------------- I09 / I10 / uno ties / Brier at horizons
+
+
+def test_i09_brier_is_defined_at_the_largest_test_time_and_dropped_points_are_recorded():
+    from benchmark.metrics import brier_at_horizons, evaluate_fold, integrated_brier_score
+
+    train_t, train_e = [1.0, 2.0, 3.0], [1, 1, 1]
+    test_t, test_e = [1.0, 2.0], [1, 1]
+    curves = np.array([[0.5, 0.5, 0.5], [0.9, 0.9, 0.5]])
+    grid = np.array([1.0, 1.5, 2.0])
+    scores, reasons = brier_at_horizons(train_t, train_e, test_t, test_e, curves, grid, grid)
+    assert np.allclose(scores, [0.13, 0.13, 0.25]) and reasons == [None, None, None]  # by hand
+    assert integrated_brier_score(train_t, train_e, test_t, test_e, curves, grid) == pytest.approx(0.16)
+    two = integrated_brier_score(train_t, train_e, test_t, test_e, curves[:, [0, 2]], grid[[0, 2]])
+    assert two == pytest.approx((0.13 + 0.25) / 2)  # grid [1, 2] no longer raises
+    wide = np.array([0.0, 1.0, 1.5, 2.0, 2.5])
+    wide_curves = np.array([[1.0, 0.5, 0.5, 0.5, 0.4], [1.0, 0.9, 0.9, 0.5, 0.4]])
+    out = evaluate_fold(train_t, train_e, test_t, test_e, [0.9, 0.1], wide_curves, wide, [1.5])
+    assert out["ibs"] == pytest.approx(0.16)
+    assert out["undefined"]["ibs_grid"] == ("2 of 5 grid points left out of the IBS: t=0: before the first test "
+                                            "time 1; t=2.5: after the last test time 2")
+    assert out["brier"] == {1.5: pytest.approx(0.13)}
+
+
+def test_brier_scores_equal_scikit_survival_below_the_largest_test_time():
+    from sksurv.metrics import brier_score
+    from sksurv.util import Surv
+
+    from benchmark.metrics import brier_at_horizons
+
+    rng = np.random.default_rng(3)
+    tt, te = rng.uniform(1, 10, 80), rng.random(80) < 0.6
+    t, e = rng.uniform(1, 9, 30), rng.random(30) < 0.6
+    grid = np.linspace(t.min(), t.max(), 12)[:-1]
+    curves = np.sort(rng.random((30, grid.size)), axis=1)[:, ::-1]
+    ours, _ = brier_at_horizons(tt, te, t, e, curves, grid, grid)
+    _, theirs = brier_score(Surv.from_arrays(te, tt), Surv.from_arrays(e, t), curves, grid)
+    assert np.allclose(ours, theirs, rtol=1e-12, atol=0)
+
+
+def test_i10_censoring_weights_come_from_the_whole_training_fold_whatever_the_budget(toy, tmp_path):
+    from benchmark.runner import RunConfig, run
+    from conftest import METHODS
+
+    data_root, _ = toy
+    scored = {}
+    for budget in (0.25, 1.0):
+        result = run(RunConfig(task="toy", method=METHODS / "budget-blind", data_root=data_root, out=tmp_path / "runs",
+                               folds=[0], params={"label_budget": budget}))
+        assert not result.failed
+        scored[budget] = result.fold_metrics[0]
+    for name in ("uno_c", "ibs", "td_auc_mean", "harrell_c"):
+        assert scored[0.25][name] is not None and scored[0.25][name] == scored[1.0][name], name
+    assert scored[0.25]["brier"] == scored[1.0]["brier"]
+
+
+def test_uno_c_counts_an_event_and_a_censoring_at_the_same_time_as_comparable():
+    from benchmark.metrics import harrell_c, uno_c
+
+    # no censoring in training: G = 1, so Uno's weights are all 1. Pairs: (0, 1) tied times, 0 an event and 1
+    # censored -> comparable here (scikit-survival), discordant (risk 0.4 < 0.5); (0, 2) concordant.
+    # Counting the tied pair gives 1/2; Uno et al. (2011), who need T_i < T_j, would give 1/1.
+    time, event, risk = [1.0, 1.0, 2.0], [1, 0, 1], [0.4, 0.5, 0.3]
+    assert uno_c([1.0, 2.0, 3.0, 4.0], [1, 1, 1, 1], time, event, risk, tau=3.0) == pytest.approx(0.5)
+    assert harrell_c(time, event, risk) == pytest.approx(0.5)
