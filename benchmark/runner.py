@@ -252,7 +252,11 @@ def run(config: RunConfig, on_fold: Callable[[int, dict], None] | None = None,
     data_root = resolve_data_root(config.data_root)
     device = resolve_device(config.device)
     if cohort is None:
-        cohort = load_cohort(task, data_root, config.labels_root, features=config.features, dx1_only=config.dx1_only)
+        try:
+            cohort = load_cohort(task, data_root, config.labels_root, features=config.features,
+                                 dx1_only=config.dx1_only)
+        except DataError as exc:  # refused before any training; the audit lists every finding, not the first
+            raise DataError(f"{exc} (`mmbench audit --task {task.name}` lists every data problem)") from None
     if any(task.kinds[m] == "wsi" and m not in cohort.modalities for m in modalities):
         raise MethodError(
             f"method '{spec.name}' needs modality 'wsi' but no patch features are prepared for task '{task.name}': "
@@ -264,8 +268,8 @@ def run(config: RunConfig, on_fold: Callable[[int, dict], None] | None = None,
     split = load_split_set(task, config.split_set, data_root)
     problems = structure_problems(split, cohort.patient_id)  # before any training, not at the failing fold
     if problems:
-        raise DataError(f"split set '{split.name}' of task '{task.name}': {problems[0]}; "
-                        f"`mmbench tasks verify {task.name}` lists every problem")
+        raise DataError(f"split set '{split.name}' of task '{task.name}': {'; '.join(problems[:3])} "
+                        f"(`mmbench audit --task {task.name}` lists every data problem)")
     folds = split.folds if config.folds is None else list(config.folds)
     unknown = [f for f in folds if f not in split.folds]
     if unknown:

@@ -379,3 +379,60 @@ def test_uno_c_counts_an_event_and_a_censoring_at_the_same_time_as_comparable():
     time, event, risk = [1.0, 1.0, 2.0], [1, 0, 1], [0.4, 0.5, 0.3]
     assert uno_c([1.0, 2.0, 3.0, 4.0], [1, 1, 1, 1], time, event, risk, tau=3.0) == pytest.approx(0.5)
     assert harrell_c(time, event, risk) == pytest.approx(0.5)
+
+
+# --------------------------------------------------------------------------- mmbench audit
+
+
+def test_audit_lists_every_finding_of_a_broken_cohort_and_exits_1(toy_wsi, capsys):
+    from benchmark.audit import audit_task
+    from benchmark.cli import main
+
+    data_root, tasks = toy_wsi
+    assert main(["audit", "--task", "toy", "--data-root", str(data_root)]) == 0  # the synthetic cohort is clean
+    capsys.readouterr()
+    omics = data_root / "omics" / "tcga_toy_all_clean.csv.zip"
+    slides = pd.read_csv(omics, dtype={"case_id": str, "slide_id": str})
+    slides.loc[1, "slide_id"] = "TCGA-ZZ-7777-01Z-00-DX1.svs"  # a TCGA barcode naming another patient
+    two = slides.index[slides["case_id"].duplicated(keep=False)][0]
+    slides.loc[two, "censorship"] = 1 - slides.loc[two, "censorship"]
+    slides.to_csv(omics, index=False)
+    folder = data_root / "features" / "toy-encoder"
+    shutil.copy(case("I04-nan-patch-features.h5"), next(folder.glob("TCGA-0003-DX1*.h5")))
+    shutil.copy(case("I03-zero-patch-bag.h5"), next(folder.glob("TCGA-0004-DX1*.h5")))
+    report = audit_task(load_task("toy"), data_root)
+    found = {(f.severity, f.check) for f in report.findings}
+    assert {("error", "labels"), ("error", "slides"), ("error", "bags"), ("warning", "bags")} <= found
+    details = "\n".join(f.detail for f in report.findings)
+    assert f"patient '{slides.loc[two, 'case_id']}' has rows that disagree on field 'censorship'" in details
+    assert f"slide 'TCGA-ZZ-7777-01Z-00-DX1.svs' is filed under patient '{slides.loc[1, 'case_id']}'" in details
+    assert "1 of 8 patches hold non-finite features" in details
+    assert "only empty bags" in details and "'TCGA-CD-0004'" in details
+    assert main(["audit", "--task", "toy", "--data-root", str(data_root)]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("audit of task 'toy': ") and "severity" in out
+    # mmbench run refuses the task, pointing at the audit
+    assert main(["run", "--task", "toy", "--method", "baselines/coxph", "--data-root", str(data_root),
+                 "--out", str(data_root / "runs")]) == 2
+    assert "`mmbench audit --task toy` lists every data problem" in capsys.readouterr().err
+
+
+def test_audit_exits_2_on_unreadable_input(toy, tmp_path, capsys):
+    from benchmark.cli import main
+
+    assert main(["audit", "--task", "toy", "--data-root", str(tmp_path / "nowhere")]) == 2
+    assert "mmbench: error:" in capsys.readouterr().err
+
+
+def test_audit_hints_at_a_flipped_censorship_column(toy, capsys):
+    from benchmark.audit import audit_task
+
+    data_root, _ = toy
+    omics = data_root / "omics" / "tcga_toy_all_clean.csv.zip"
+    slides = pd.read_csv(omics)
+    # flip: the long-followed patients become 'events'
+    slides["censorship"] = (slides["survival_months"] < slides["survival_months"].quantile(0.3)).astype(int)
+    slides.to_csv(omics, index=False)
+    report = audit_task(load_task("toy"), data_root)
+    hint = [f for f in report.findings if f.check == "events" and f.severity == "warning"]
+    assert hint and "censorship column mean the opposite" in hint[0].detail
