@@ -299,5 +299,10 @@ def _audit_features(cohort: Cohort, report: AuditReport) -> None:
         values = frame.to_numpy(dtype=np.float64)
         missing = float(np.isnan(values).mean()) if values.size else 0.0
         report.add("info", "features", name, f"{frame.shape[1]} columns, {missing:.1%} missing values")
+        share = frame.isna().mean().sort_values(ascending=False)
+        mostly = share[share > 0.5]
+        if len(mostly):
+            listed = ", ".join(f"{c} ({v:.0%})" for c, v in list(mostly.items())[:5])
+            report.add("info", "features", name, f"{len(mostly)} column(s) missing for most patients: {listed}")
         if values.size and np.isinf(values).any():
             report.add("error", "features", name, f"{int(np.isinf(values).sum())} infinite values")
