@@ -68,18 +68,45 @@ def label_sources(task: TaskSpec, data_root: str | Path | None = None,
     ``<labels-root>/<labels>``: the whole labels root is returned. A public
     TCGA task keeps them in its cohort file (and the SurvPath metadata for
     DSS/PFI). SurvSet and scikit-survival cohorts ship inside installed
-    packages and are public: nothing is returned for them.
+    packages: their data folders (:func:`package_label_sources`) are returned
+    for **every** task, so that a method can load none of them (through the
+    package's loader or by reading the files) whatever task it runs on.
     """
     root = resolve_data_root(data_root)
+    packaged = package_label_sources()
     if task.extra.get("labels"):
         labels = resolve_labels_root(labels_root)
-        return [labels] if labels is not None else []
+        return ([labels] if labels is not None else []) + packaged
     if task.source != "tcga" or root is None:
-        return []
+        return packaged
     paths = [root / "omics" / f"tcga_{task.dataset}_all_clean.csv.zip"]
     if task.endpoint != "OS":
         paths.append(root / "survpath" / "metadata" / f"tcga_{task.dataset}.csv")
-    return [p for p in paths if p.exists()]
+    return [p for p in paths if p.exists()] + packaged
+
+
+PACKAGED_DATA = (("SurvSet", "resources"), ("sksurv", "datasets/data"))
+"""Installed task sources and the folder, inside each package, that holds their datasets (with labels)."""
+
+
+def package_label_sources() -> list[Path]:
+    """The installed data folders of the packaged task sources (SurvSet, scikit-survival) present here.
+
+    Found with :func:`importlib.util.find_spec` (the packages are not imported).
+    """
+    import importlib.util
+
+    paths = []
+    for package, relative in PACKAGED_DATA:
+        try:
+            spec = importlib.util.find_spec(package)
+        except (ImportError, ValueError):
+            spec = None
+        for location in (spec.submodule_search_locations or []) if spec else []:
+            folder = Path(location) / relative
+            if folder.is_dir():
+                paths.append(folder)
+    return paths
 
 
 def load_cohort(task: TaskSpec, data_root: str | Path | None = None,

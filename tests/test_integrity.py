@@ -436,3 +436,24 @@ def test_audit_hints_at_a_flipped_censorship_column(toy, capsys):
     report = audit_task(load_task("toy"), data_root)
     hint = [f for f in report.findings if f.check == "events" and f.severity == "warning"]
     assert hint and "censorship column mean the opposite" in hint[0].detail
+
+
+# --------------------------------------------------------------------------- kind 6: packaged labels
+
+
+def test_a_hostile_method_gets_no_packaged_labels_from_the_fold_sandbox(tmp_path):
+    import json
+
+    from benchmark.runner import RunConfig, run
+    from benchmark.worker import sandbox_available
+    from conftest import METHODS
+
+    if not sandbox_available():
+        pytest.skip("no Landlock on this kernel: the worker could read installed package data (see README)")
+    result = run(RunConfig(task="cardio-trace", method=METHODS / "hostile-public", out=tmp_path / "runs", folds=[0]))
+    reason = result.failures[0]["reason"]
+    assert reason.startswith("fit raised RuntimeError: REPORT "), reason[:300]
+    report = json.loads(reason.split("REPORT ", 1)[1])
+    assert report["survset_loader"].startswith("refused"), report  # was 1878 TRACE rows (Harrell C 1.000)
+    assert report["sksurv_loader"].startswith("refused"), report
+    assert report["readable_files"] == []
