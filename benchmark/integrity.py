@@ -42,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark.errors import DataError
+from benchmark.errors import DataError, InputCheckError
 
 ID_COLUMNS = ("case_id", "slide_id", "patient_id", "pid", "train", "val", "test", "site")
 """Columns that hold identifiers: always read as text."""
@@ -140,7 +140,7 @@ def check_label_conflicts(frame: pd.DataFrame, id_column: str, columns: list[str
     if found:
         patient, column = found[0]
         n = len({p for p, _ in found})
-        raise DataError(f"{source}: patient '{patient}' has rows that disagree on field '{column}' "
+        raise InputCheckError(f"{source}: patient '{patient}' has rows that disagree on field '{column}' "
                         f"({n} patient{'s' if n > 1 else ''} conflict)")
 
 
@@ -193,7 +193,7 @@ def check_slide_owners(case_ids, slide_ids, source: str | Path, rule: str = "tcg
     if bad:
         case, slide = bad[0]
         more = f" ({len(bad)} slides in all)" if len(bad) > 1 else ""
-        raise DataError(f"{source}: slide '{slide}' is filed under patient '{case}' but its id names another "
+        raise InputCheckError(f"{source}: slide '{slide}' is filed under patient '{case}' but its id names another "
                         f"patient (a TCGA slide id starts with its case id; a task with another id scheme sets "
                         f"slide_id_rule = \"none\"){more}")
 
@@ -276,7 +276,7 @@ def check_bag_file(path: str | Path) -> BagFile:
     """
     bag = inspect_bag_file(path)
     if bag.problem:
-        raise DataError(bag.problem)
+        raise InputCheckError(bag.problem)
     return bag
 
 
@@ -294,6 +294,80 @@ def check_feature_widths(bags: list[BagFile], where: str | Path) -> int | None:
             widths.setdefault(bag.width, bag.path)
     if len(widths) > 1:
         (w1, p1), (w2, p2) = sorted(widths.items())[:2]
-        raise DataError(f"{where}: patch features of one cohort have different widths: {p1.name} has {w1}, "
+        raise InputCheckError(f"{where}: patch features of one cohort have different widths: {p1.name} has {w1}, "
                         f"{p2.name} has {w2} (features of two encoders mixed?)")
     return next(iter(widths), None)
+
+
+# --------------------------------------------------------------------------- submission folders
+
+LABEL_FILE_SUFFIXES = (".csv", ".tsv", ".txt", ".parquet")
+MAX_SCANNED_BYTES = 200 * 2**20
+
+
+def carried_label_files(folder: str | Path, patient_id, time, min_ids: int = 20, share: float = 0.8) -> list[str]:
+    """Files of a method folder that hold a cohort's labels: many of its patient ids, each with its time.
+
+    Every table file (``.csv``, ``.tsv``, ``.txt``, ``.parquet``, up to
+    200 MiB, hidden folders skipped) is read as text; a column matching at
+    least ``max(min_ids, 10 % of the cohort)`` patient ids is looked up
+    against every other column: when one holds those patients' times (within
+    1e-3, relative for times above 1) for at least ``share`` of them, the file
+    carries the labels.
+
+    Parameters
+    ----------
+    folder : path
+        The method folder.
+    patient_id : array-like of str, shape (n,)
+    time : array-like of float, shape (n,)
+        The cohort's follow-up times.
+    min_ids : int
+    share : float
+
+    Returns
+    -------
+    list of str
+        One line per file: ``"<file>: N of the cohort's patients with their times (columns 'id', 'time')"``.
+    """
+    times = dict(zip(np.asarray(patient_id).astype(str), np.asarray(time, dtype=np.float64)))
+    need = max(min_ids, int(0.1 * len(times)))
+    found = []
+    for path in sorted(Path(folder).rglob("*")):
+        relative = path.relative_to(folder)
+        if (not path.is_file() or path.suffix.lower() not in LABEL_FILE_SUFFIXES
+                or any(p.startswith(".") or p == "__pycache__" for p in relative.parts)
+                or path.stat().st_size > MAX_SCANNED_BYTES):
+            continue
+        try:
+            if path.suffix.lower() == ".parquet":
+                frame = pd.read_parquet(path).astype(str)
+            else:
+                frame = pd.read_csv(path, sep=None if path.suffix.lower() == ".txt" else
+                                    ("\t" if path.suffix.lower() == ".tsv" else ","),
+                                    dtype=str, engine="python")
+        except Exception:  # not a table: nothing to match
+            continue
+        hit = _labels_in_frame(frame, times, need, share)
+        if hit:
+            found.append(f"{relative}: {hit}")
+    return found
+
+
+def _labels_in_frame(frame: pd.DataFrame, times: dict, need: int, share: float) -> str | None:
+    columns = list(frame.columns)
+    for id_col in columns:
+        ids = frame[id_col].astype(str).str.strip()
+        known = ids.isin(times.keys()).to_numpy()
+        if known.sum() < need:
+            continue
+        truth = np.array([times[i] for i in ids[known]])
+        for other in columns:
+            if other == id_col:
+                continue
+            values = pd.to_numeric(frame[other][known], errors="coerce").to_numpy(dtype=np.float64)
+            close = np.abs(values - truth) <= 1e-3 * np.maximum(1.0, np.abs(truth))
+            if close.sum() >= share * known.sum():
+                return (f"{int(known.sum())} of the cohort's patients with their times "
+                        f"(columns '{id_col}', '{other}'): a submission must not carry a task's labels")
+    return None

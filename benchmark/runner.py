@@ -40,7 +40,7 @@ import pandas as pd
 
 from benchmark import metrics as survival_metrics
 from benchmark.cohort import Cohort
-from benchmark.errors import DataError, MethodError
+from benchmark.errors import DataError, InputCheckError, MethodError
 from benchmark.loaders import label_sources, load_cohort, resolve_data_root
 from benchmark.method import MethodSpec, Prediction, check_prediction, load_class, load_spec, resolve_modalities
 from benchmark.pretrain.stage import budget_subset, lacks_pretraining_hooks, pretrain_fold, transfer_settings
@@ -255,8 +255,8 @@ def run(config: RunConfig, on_fold: Callable[[int, dict], None] | None = None,
         try:
             cohort = load_cohort(task, data_root, config.labels_root, features=config.features,
                                  dx1_only=config.dx1_only)
-        except DataError as exc:  # refused before any training; the audit lists every finding, not the first
-            raise DataError(f"{exc} (`mmbench audit --task {task.name}` lists every data problem)") from None
+        except InputCheckError as exc:  # refused before any training; the audit lists every finding, not the first
+            raise InputCheckError(f"{exc} (`mmbench audit --task {task.name}` lists every data problem)") from None
     if any(task.kinds[m] == "wsi" and m not in cohort.modalities for m in modalities):
         raise MethodError(
             f"method '{spec.name}' needs modality 'wsi' but no patch features are prepared for task '{task.name}': "
@@ -265,10 +265,13 @@ def run(config: RunConfig, on_fold: Callable[[int, dict], None] | None = None,
     if not override:  # kinds a method uses when the task has them (e.g. fusion baselines with a WSI branch)
         modalities += [m for m, k in cohort.kinds.items()
                        if k in spec.extra.get("optional_modalities", []) and m not in modalities]
-    split = load_split_set(task, config.split_set, data_root)
+    try:
+        split = load_split_set(task, config.split_set, data_root)
+    except InputCheckError as exc:
+        raise InputCheckError(f"{exc} (`mmbench audit --task {task.name}` lists every data problem)") from None
     problems = structure_problems(split, cohort.patient_id)  # before any training, not at the failing fold
     if problems:
-        raise DataError(f"split set '{split.name}' of task '{task.name}': {'; '.join(problems[:3])} "
+        raise InputCheckError(f"split set '{split.name}' of task '{task.name}': {'; '.join(problems[:3])} "
                         f"(`mmbench audit --task {task.name}` lists every data problem)")
     folds = split.folds if config.folds is None else list(config.folds)
     unknown = [f for f in folds if f not in split.folds]

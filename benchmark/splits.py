@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, train_test_split
 
-from benchmark.errors import DataError, TaskError
+from benchmark.errors import DataError, InputCheckError, TaskError
 from benchmark.task import SplitSpec, TaskSpec
 
 ROLES = ("train", "val", "test")
@@ -162,7 +162,7 @@ def load_split_set(task: TaskSpec, name: str, data_root: Path | None = None) -> 
         repeated = table[table.duplicated(["patient_id", "fold", "role"])]
         if len(repeated):
             row = repeated.iloc[0]
-            raise DataError(f"{path}: patient '{row['patient_id']}' appears twice in role '{row['role']}' "
+            raise InputCheckError(f"{path}: patient '{row['patient_id']}' appears twice in role '{row['role']}' "
                             f"of fold {row['fold']}")
     else:
         table, digest, path = _read_published(task, spec, data_root)
@@ -197,7 +197,7 @@ def _read_published(task: TaskSpec, spec: SplitSpec, data_root: Path | None) -> 
             ids = frame[column].dropna()
             repeated = ids[ids.duplicated()]
             if len(repeated):
-                raise DataError(f"{file}: patient '{repeated.iloc[0]}' appears {int((ids == repeated.iloc[0]).sum())} "
+                raise InputCheckError(f"{file}: patient '{repeated.iloc[0]}' appears {int((ids == repeated.iloc[0]).sum())} "
                                 f"times in column '{column}' ({repeated.nunique()} repeated patient"
                                 f"{'s' if repeated.nunique() > 1 else ''} in that column)")
         for role, column in (("train", "train"), ("val", "val"), ("test", "val")):

@@ -457,3 +457,26 @@ def test_a_hostile_method_gets_no_packaged_labels_from_the_fold_sandbox(tmp_path
     assert report["survset_loader"].startswith("refused"), report  # was 1878 TRACE rows (Harrell C 1.000)
     assert report["sksurv_loader"].startswith("refused"), report
     assert report["readable_files"] == []
+
+
+def test_validate_flags_a_submission_folder_carrying_the_task_labels(toy, tmp_path):
+    from benchmark.validate import validate_method
+    from conftest import METHODS
+
+    data_root, _ = toy
+    folder = tmp_path / "sneaky"
+    shutil.copytree(METHODS / "budget-blind", folder)
+    (folder / "method.toml").write_text((folder / "method.toml").read_text().replace(
+        "[params]", 'paper = "none: a test method"\n[params]'))
+    clean = validate_method(folder, "toy", data_root=data_root)
+    assert clean.ok, clean.problems
+    assert "carries no labels of task 'toy'" in clean.checks
+    cohort = load_cohort(load_task("toy"), data_root)
+    (folder / "data").mkdir()
+    pd.DataFrame({"pid": cohort.patient_id, "months": np.round(cohort.time, 2), "dead": cohort.event}).to_csv(
+        folder / "data" / "lookup.csv", index=False)
+    pd.DataFrame({"pid": cohort.patient_id, "noise": np.arange(cohort.n) + 0.5}).to_csv(folder / "ids_only.csv",
+                                                                                          index=False)
+    flagged = validate_method(folder, "toy", data_root=data_root)
+    assert flagged.problems == [f"{folder}/data/lookup.csv: 60 of the cohort's patients with their times (columns "
+                                "'pid', 'months'): a submission must not carry a task's labels"]
