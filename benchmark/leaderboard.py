@@ -725,6 +725,9 @@ def _section_notes(section: Section) -> list[str]:
     if section.transductive:
         notes.append(f"{TRANSDUCTIVE_MARK} Transductive pretraining: the fold's val patients (without labels) "
                      "were in the pretraining corpus (never its test patients).")
+    from benchmark.loaders import labels_public_note
+
+    notes += [n for n in [labels_public_note(section.task)] if n]  # issue 10: whose labels a submitter could see
     return notes
 
 

@@ -85,6 +85,28 @@ def label_sources(task: TaskSpec, data_root: str | Path | None = None,
     return [p for p in paths if p.exists()] + packaged
 
 
+def labels_public_note(task_name: str) -> str:
+    """One line saying whether a task's labels are public, for the leaderboard.
+
+    Public labels (TCGA open access, SurvSet, scikit-survival) mean a submitted
+    row can only be checked by rerunning it: the fold sandbox hides the files
+    from method code and ``mmbench validate`` / ``submit`` refuse a folder
+    carrying them, but a submitter could still have tuned on them offline.
+    """
+    from benchmark.task import load_task
+
+    try:
+        task = load_task(task_name)
+    except Exception:  # a task file that is gone: say nothing rather than guess
+        return ""
+    if task.extra.get("labels"):
+        return f"Labels of `{task.name}` are private (a separate labels root): submitted rows are scored blind."
+    where = {"tcga": "TCGA open access, in the data root", "survset": "installed with SurvSet",
+             "sksurv": "installed with scikit-survival"}[task.source]
+    return (f"Labels of `{task.name}` are public ({where}): a submitted row is checked only by rerunning it "
+            "(`mmbench run` on the bundle's method folder).")
+
+
 PACKAGED_DATA = (("SurvSet", "resources"), ("sksurv", "datasets/data"))
 """Installed task sources and the folder, inside each package, that holds their datasets (with labels)."""
 

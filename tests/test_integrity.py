@@ -480,3 +480,26 @@ def test_validate_flags_a_submission_folder_carrying_the_task_labels(toy, tmp_pa
     flagged = validate_method(folder, "toy", data_root=data_root)
     assert flagged.problems == [f"{folder}/data/lookup.csv: 60 of the cohort's patients with their times (columns "
                                 "'pid', 'months'): a submission must not carry a task's labels"]
+
+
+def test_leaderboard_says_whose_labels_are_public():
+    from benchmark.loaders import labels_public_note
+
+    assert labels_public_note("cardio-trace").startswith("Labels of `cardio-trace` are public (installed with SurvSet)")
+    assert "scikit-survival" in labels_public_note("geo-gse7390")
+    assert "TCGA open access" in labels_public_note("tcga-brca")
+
+
+def test_i03_run_json_names_the_empty_bag_files(toy_wsi, tmp_path):
+    import json
+
+    from benchmark.runner import RunConfig, run
+    from conftest import METHODS
+
+    data_root, _ = toy_wsi
+    target = next((data_root / "features" / "toy-encoder").glob("TCGA-0004-DX1*.h5"))
+    shutil.copy(case("I03-zero-patch-bag.h5"), target)
+    cohort = load_cohort(load_task("toy"), data_root)
+    assert np.isnan(cohort.modalities["wsi"].loc["TCGA-CD-0004", "n_patches"])  # a patient without a slide
+    result = run(RunConfig(task="toy", method=METHODS / "oracle", data_root=data_root, out=tmp_path / "runs", folds=[0]))
+    assert json.loads((result.run_dir / "run.json").read_text())["empty_bags"] == [str(target.resolve())]
