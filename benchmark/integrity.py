@@ -35,6 +35,7 @@ bags (HDF5 patch features)
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -236,11 +237,25 @@ def inspect_bag_file(path: str | Path) -> BagFile:
 
     Checks ``features`` is a 2-D dataset (N, D), ``coords`` (when present) has
     N rows, and every feature value is finite (read in chunks of
-    :data:`BAG_CHUNK_ROWS` rows).
+    :data:`BAG_CHUNK_ROWS` rows). The answer is remembered per file identity
+    (path, size, modification time) within a process, so that the pretraining
+    corpus of every fold does not read every bag again; a rewritten file is
+    read afresh.
     """
+    path = Path(path)
+    try:
+        stat = path.stat()
+    except OSError as exc:
+        return BagFile(path, 0, None, 0, f"{path}: cannot read patch features ({exc})")
+    return _inspect_bag_file(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _inspect_bag_file(name: str, size: int, mtime_ns: int) -> BagFile:
+    """:func:`inspect_bag_file` of one file version (``size``/``mtime_ns`` only key the cache)."""
     import h5py
 
-    path = Path(path)
+    path = Path(name)
     try:
         with h5py.File(path, "r") as f:
             if "features" not in f or len(f["features"].shape) != 2:
