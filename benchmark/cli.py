@@ -7,6 +7,7 @@
     mmbench validate PATH [--task T]
     mmbench submit PATH --task T [--author NAME] [--bundles bundles/] [run options]
     mmbench tasks [list] | tasks show NAME | tasks verify [NAME ...] | tasks make-splits NAME ...
+    mmbench audit --task T [--data-root DIR] [--features ENCODER]
     mmbench leaderboard [--runs runs/] [--out mmbench-leaderboard/] [--no-published] | leaderboard --publish
     mmbench grid GRID.toml [--executor local|submitit-local|slurm|ray] [--executor-config FILE]
     mmbench ablate CONFIG.toml [--out runs/ablation] [--report leaderboard/ablation] [--data-root DIR]
@@ -322,6 +323,18 @@ def verify_tasks(names: list[str], data_root) -> int:
     return 1 if failed else 0
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    """Every input check of a task's data, without training: 0 clean, 1 findings, 2 unreadable input."""
+    from benchmark.audit import audit_task
+    from benchmark.task import load_task
+
+    report = audit_task(load_task(args.task), args.data_root, features=args.features, labels_root=args.labels_root)
+    print(f"audit of task '{args.task}': {len(report.errors)} error(s), "
+          f"{sum(f.severity == 'warning' for f in report.findings)} warning(s)")
+    print(report.table())
+    return report.exit_code
+
+
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from benchmark.leaderboard import build_leaderboard
     from benchmark import published as shipped_runs
@@ -510,6 +523,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", help="TCGA data root (default $MMBENCH_DATA)")
     p.add_argument("--force", action="store_true", help="make-splits: rebuild a split file that is already pinned")
     p.set_defaults(func=cmd_tasks)
+
+    p = sub.add_parser("audit", help="check a task's data without training (exit 0 clean, 1 findings, 2 unreadable)")
+    p.add_argument("--task", required=True)
+    p.add_argument("--data-root", help="TCGA data root (default $MMBENCH_DATA)")
+    p.add_argument("--features", help="encoder of the WSI patch features to check (<data-root>/features/<encoder>/)")
+    p.add_argument("--labels-root", help="labels root of a private cohort (default $MMBENCH_LABELS)")
+    p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser("slides", help="whole-slide images -> patch-feature bags (.h5 per slide)")
     slides = p.add_subparsers(dest="slides_command", required=True, metavar="STEP",

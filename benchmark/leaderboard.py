@@ -942,8 +942,10 @@ def _intro_lines(n_boot: int, level: float, seed: int, runs_dir: Path) -> list[s
         f"- **Harrell C [{pct} CI]**: the interval is a **patient-level bootstrap** ({n_boot} resamples of the "
         f"test patients of each fold, seed {seed}) of the fold-mean C-index, from the stored predictions.",
         "- **Uno C** is truncated at the task horizon; **IBS** (integrated Brier score, lower is better) is "
-        "integrated over the task's time grid; **mean td-AUC** is the cumulative/dynamic AUC averaged over the "
-        "task horizons. IBS and td-AUC need survival curves: *n/a* means the method gives none or the metric is "
+        "integrated over the task's time grid; **mean td-AUC** is scikit-survival's weighted mean of the "
+        "cumulative/dynamic AUC over the task horizons (each horizon weighted by the drop of the test fold's "
+        "Kaplan-Meier survival there, not a plain average); metrics.json also holds the Brier score at each "
+        "horizon (`brier`) beside the IBS. IBS and td-AUC need survival curves: *n/a* means the method gives none or the metric is "
         "undefined on these folds (never read as 0).",
         "- **fit s** is the mean fit wall time per fold; **predict samples/s** the mean prediction throughput. "
         "Times are for the record; compare speed only as ratios measured on the same machine.",
@@ -994,6 +996,9 @@ def _section_notes(section: Section) -> list[str]:
     if section.transductive:
         notes.append(f"{TRANSDUCTIVE_MARK} Transductive pretraining: the fold's val patients (without labels) "
                      "were in the pretraining corpus (never its test patients).")
+    from benchmark.loaders import labels_public_note
+
+    notes += [n for n in [labels_public_note(section.task)] if n]  # issue 10: whose labels a submitter could see
     return notes
 
 

@@ -40,12 +40,12 @@ import pandas as pd
 
 from benchmark import metrics as survival_metrics
 from benchmark.cohort import Cohort
-from benchmark.errors import DataError, MethodError
+from benchmark.errors import DataError, InputCheckError, MethodError
 from benchmark.loaders import label_sources, load_cohort, resolve_data_root
 from benchmark.method import MethodSpec, Prediction, check_prediction, load_class, load_spec, resolve_modalities
 from benchmark.pretrain.stage import budget_subset, lacks_pretraining_hooks, pretrain_fold, transfer_settings
 from benchmark.profiling import git_sha, host_info, package_versions
-from benchmark.splits import SplitSet, load_split_set, patients_in_several_roles
+from benchmark.splits import SplitSet, load_split_set, patients_in_several_roles, structure_problems
 from benchmark.store import atomic_write_json, atomic_write_parquet
 from benchmark.task import TaskSpec, load_task
 from benchmark.worker import (FoldOutcome, Limits, WorkerServer, failure_record, make_job, preload_modules,
@@ -252,7 +252,11 @@ def run(config: RunConfig, on_fold: Callable[[int, dict], None] | None = None,
     data_root = resolve_data_root(config.data_root)
     device = resolve_device(config.device)
     if cohort is None:
-        cohort = load_cohort(task, data_root, config.labels_root, features=config.features, dx1_only=config.dx1_only)
+        try:
+            cohort = load_cohort(task, data_root, config.labels_root, features=config.features,
+                                 dx1_only=config.dx1_only)
+        except InputCheckError as exc:  # refused before any training; the audit lists every finding, not the first
+            raise InputCheckError(f"{exc} (`mmbench audit --task {task.name}` lists every data problem)") from None
     if any(task.kinds[m] == "wsi" and m not in cohort.modalities for m in modalities):
         raise MethodError(
             f"method '{spec.name}' needs modality 'wsi' but no patch features are prepared for task '{task.name}': "
@@ -261,7 +265,14 @@ def run(config: RunConfig, on_fold: Callable[[int, dict], None] | None = None,
     if not override:  # kinds a method uses when the task has them (e.g. fusion baselines with a WSI branch)
         modalities += [m for m, k in cohort.kinds.items()
                        if k in spec.extra.get("optional_modalities", []) and m not in modalities]
-    split = load_split_set(task, config.split_set, data_root)
+    try:
+        split = load_split_set(task, config.split_set, data_root)
+    except InputCheckError as exc:
+        raise InputCheckError(f"{exc} (`mmbench audit --task {task.name}` lists every data problem)") from None
+    problems = structure_problems(split, cohort.patient_id)  # before any training, not at the failing fold
+    if problems:
+        raise InputCheckError(f"split set '{split.name}' of task '{task.name}': {'; '.join(problems[:3])} "
+                        f"(`mmbench audit --task {task.name}` lists every data problem)")
     folds = split.folds if config.folds is None else list(config.folds)
     unknown = [f for f in folds if f not in split.folds]
     if unknown:
@@ -287,6 +298,9 @@ def run(config: RunConfig, on_fold: Callable[[int, dict], None] | None = None,
         folder = features_dir(data_root, config.features)
         if folder is not None:                      # patch features the wsi modality came from (SYNTHETIC marked)
             record["features"] = features_provenance(folder)
+    empty_bags = sorted(b for m in cohort.modality_names(["wsi"]) for b in cohort.modalities[m].attrs.get("empty_bags", []))
+    if empty_bags:  # slide files without a patch: left out as missing slides (benchmark.integrity)
+        record["empty_bags"] = empty_bags
     atomic_write_json(run_dir / "run.json", record)
     # the worker may read neither the results store nor the files holding labels
     forbidden = [*store_paths(Path(config.out), keep=[spec.path, REPO / "benchmark"]),
@@ -393,6 +407,7 @@ def run_fold(task: TaskSpec, spec: MethodSpec, params: dict, cohort: Cohort, spl
         ``failed.json`` (has the key ``failed``).
     """
     train, val, test = fold_views(cohort, split, fold, modalities)
+    scoring_train = train  # censoring weights: the whole training fold, whatever the label budget or missing bags
     if missing_policy(spec) == "drop":
         train, val = drop_missing_bags(train), drop_missing_bags(val)
     # transfer learning (benchmark.pretrain): a cached pretraining job on a corpus without this fold's test
@@ -414,7 +429,8 @@ def run_fold(task: TaskSpec, spec: MethodSpec, params: dict, cohort: Cohort, spl
                       "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
             atomic_write_json(staging / "failed.json", result)
         else:
-            result = score_fold(task, fold, train, val, test, prediction, outcome.profile, device, staging)
+            result = score_fold(task, fold, train, val, test, prediction, outcome.profile, device, staging,
+                                scoring_train)
         if pretrain_info["pretrain_strategy"] != "none" or pretrain_info["label_budget"] < 1.0:
             atomic_write_json(staging / "pretrain.json", {**pretrain_info, "n_train_fit": train.n})
         if fold_dir.exists():  # a failed fold being retried, or an incomplete folder from an older layout
@@ -462,10 +478,16 @@ def execute_fold(task: TaskSpec, spec: MethodSpec, params: dict, train: Cohort, 
 
 
 def score_fold(task: TaskSpec, fold: int, train: Cohort, val: Cohort, test: Cohort, prediction: Prediction,
-               worker_profile: dict, device: str, staging: Path) -> dict:
-    """Metrics from the test labels, then predictions.parquet, profile.json and metrics.json into ``staging``."""
+               worker_profile: dict, device: str, staging: Path, scoring_train: Cohort | None = None) -> dict:
+    """Metrics from the test labels, then predictions.parquet, profile.json and metrics.json into ``staging``.
+
+    ``train`` is what the method was fitted on (profile counts); ``scoring_train``
+    (default ``train``) gives the censoring distribution of the IPCW metrics: the
+    whole training fold, so that a label budget changes what a method learns,
+    never how its predictions are scored.
+    """
     test_time, test_event = test.labels()
-    train_time, train_event = train.labels()
+    train_time, train_event = (scoring_train or train).labels()
     metrics = survival_metrics.evaluate_fold(train_time, train_event, test_time, test_event, prediction.risk,
                                              prediction.survival, task.time_grid, task.horizons,
                                              patient_id=test.patient_id)
