@@ -1,8 +1,10 @@
 """The worker: method code runs in a separate process that never holds a test label.
 
 The runner (the *parent*) keeps the fold's test labels and computes every
-metric. For each fold it starts one worker process (``python -m
-benchmark.worker``) and sends it, pickled over the worker's stdin, a
+metric. For each fold a worker process runs: a freshly executed interpreter
+(``python -m benchmark.worker --fold``, started ahead of need by the run's
+worker server, never a fork of a process that imported torch, touched CUDA
+or runs threads, so that CUDA initialises in it). The parent sends it, pickled over the worker's stdin, a
 :class:`FoldJob`: the train and val cohort views with their labels, the test
 view **without labels** (:meth:`Cohort.without_labels`; ``groups`` dropped on
 all three views), the method folder, its params and the context fields. The
@@ -17,10 +19,11 @@ What the worker can see
       variable whose value names a forbidden path; ``TMPDIR`` is its own;
     * its working directory: a fresh temporary folder outside the results
       store (``Context.scratch_dir`` is ``<cwd>/scratch``), removed afterwards;
-    * the file system, minus the *forbidden paths* (sent on stdin before the job) (the results store and the
+    * the file system, minus the *forbidden paths* (handed over before the job) (the results store and the
       files that hold labels, see :func:`benchmark.loaders.label_sources`):
       where the kernel offers Landlock (Linux >= 5.13) the worker locks itself
-      out of them before it reads the job (:func:`restrict_filesystem`), so
+      out of them before it reads the job (:func:`restrict_filesystem`; on
+      ``cuda`` after initialising CUDA, before any method code), so
       earlier folds' and other runs' ``predictions.parquet`` cannot be read;
     * the parent's memory: while a worker runs the parent is marked
       non-dumpable (``prctl(PR_SET_DUMPABLE, 0)``), so ``/proc/<parent>/mem``,
@@ -523,11 +526,19 @@ def _receive(fd: int) -> bytes | None:
 def server_main() -> None:
     """Entry point of ``python -m benchmark.worker``: the run's worker server.
 
-    Reads on stdin the forbidden paths (locks itself out of them), a list of
-    trusted modules to preload (installed packages, never method code), then
-    one ``fork`` frame per fold: it forks a fold worker, which reads the job
-    frame itself, and replies ``exited`` with the worker's exit status once
-    it is gone. The server never reads a job, so it never holds data.
+    Reads on stdin the forbidden paths, a list of trusted modules to preload
+    (installed packages, never method code), then one ``fork`` frame per
+    fold. Each fold runs in a *freshly executed* interpreter (``python -m
+    benchmark.worker --fold``), never in a fork of this server: CUDA cannot
+    initialise in the child of a process that touched it, and a fork of a
+    process with threads may deadlock. To keep the start cost of a fold
+    small, a spare fold process is started (and imports ``preload``) ahead
+    of need: at start and after each fold; the ``fork`` frame hands it the
+    fold's scratch folder, device and forbidden paths, it locks itself in
+    (:func:`restrict_filesystem`, :func:`restrict_writes`) and reads the job
+    frame itself. The server replies ``exited`` with the fold's exit status
+    once it is gone. The server never reads a job, so it never holds data,
+    and it imports neither torch nor method code.
     """
     channel = os.dup(1)  # not inheritable: programs a method starts cannot write replies
     os.dup2(2, 1)  # whatever is printed goes to stderr, not into the replies
@@ -536,22 +547,50 @@ def server_main() -> None:
     except (OSError, AttributeError):
         pass
     forbidden = json.loads(_receive(0) or b"[]")
-    sandboxed = restrict_filesystem(forbidden)
-    del forbidden
-    for name in json.loads(_receive(0) or b"[]"):
-        try:
-            __import__(name)
-        except Exception:  # a preload is an optimisation only
-            pass
+    preload = json.loads(_receive(0) or b"[]")
+    spare = spawn_fold_process(channel, preload)
     while (frame := _receive(0)) is not None:
         command = json.loads(frame)
-        pid = os.fork()
-        if pid == 0:
-            _fold_worker(channel, str(command["scratch"]), sandboxed)  # never returns
-        _, status = os.waitpid(pid, 0)
+        fold, spare = spare or spawn_fold_process(channel, preload), None
+        try:
+            _send_json(fold.control, {"scratch": str(command["scratch"]), "device": str(command.get("device", "cpu")),
+                                      "forbidden": forbidden})
+        except OSError:
+            pass  # the spare died while preloading: reported as its exit status
+        os.close(fold.control)
+        status = fold.process.wait()
         _kill_leftovers()  # nothing a fold started survives into the next fold
-        _send_json(channel, {"type": "exited", "status": os.waitstatus_to_exitcode(status)})
+        spare = spawn_fold_process(channel, preload)
+        _send_json(channel, {"type": "exited", "status": status})
+    if spare is not None:
+        os.close(spare.control)
+        spare.process.kill()
+        spare.process.wait()
     os._exit(0)
+
+
+@dataclass
+class FoldProcess:
+    """A fold process started ahead of its fold: ``process`` and the write end of its ``control`` pipe."""
+
+    process: subprocess.Popen
+    control: int
+
+
+def spawn_fold_process(channel: int, preload: list[str]) -> FoldProcess:
+    """Start ``python -m benchmark.worker --fold``: a fresh interpreter that imports ``preload`` and waits.
+
+    It inherits stdin (the job frame will be read from it), stderr (as its
+    stdout too) and ``channel`` (replies); the control pipe brings the
+    preload list now and the fold's orders later (:func:`fold_main`). It is
+    its own process group, so that the parent can kill it and its children.
+    """
+    read, write = os.pipe()
+    process = subprocess.Popen([sys.executable, "-m", "benchmark.worker", "--fold", str(channel), str(read)],
+                               stdin=None, stdout=None, stderr=None, pass_fds=(channel, read), process_group=0)
+    os.close(read)
+    _send(write, json.dumps(preload).encode())
+    return FoldProcess(process, write)
 
 
 def _children_of(pid: int) -> list[int]:
@@ -584,8 +623,38 @@ def _kill_leftovers() -> None:
                 pass
 
 
+def fold_main(channel: int, control: int) -> None:
+    """Entry point of a fold process (``python -m benchmark.worker --fold CHANNEL CONTROL``).
+
+    Imports the preload list read from ``control``, then waits for the
+    fold's orders there (scratch folder, device, forbidden paths; end of
+    file: the server is gone, exit). On ``cuda`` with torch loaded, CUDA is
+    initialised *before* the process locks itself in, so that the driver's
+    first use of device files and helpers meets no sandbox rule; method code
+    runs only after the lock. Then it runs the fold (:func:`_fold_worker`).
+    """
+    sys.argv = sys.argv[:1]
+    for name in json.loads(_receive(control) or b"[]"):
+        try:
+            __import__(name)
+        except Exception:  # a preload is an optimisation only
+            pass
+    frame = _receive(control)
+    if frame is None:
+        os._exit(0)
+    orders = json.loads(frame)
+    os.close(control)
+    scratch = str(orders["scratch"])
+    if orders.get("device") == "cuda" and "torch" in sys.modules:
+        try:
+            sys.modules["torch"].cuda.init()
+        except Exception:  # the method meets the same error where it uses the GPU, with its stage
+            pass
+    sandboxed = restrict_filesystem(list(orders.get("forbidden", [])))
+    _fold_worker(channel, scratch, sandboxed)
+
+
 def _fold_worker(channel: int, scratch: str, sandboxed: bool) -> None:
-    os.setpgid(0, 0)  # its own process group: the parent kills it and its children together
     os.environ["TMPDIR"] = scratch
     tempfile.tempdir = None
     os.chdir(scratch)
@@ -670,9 +739,9 @@ def worker_environment(forbidden: list[str], tmpdir: Path) -> dict[str, str]:
 def preload_modules(method_dir: str | Path, entry: str) -> list[str]:
     """Installed packages the method's entry file imports at top level (read with ``ast``, never executed).
 
-    The server imports these once per run, so that each fold's worker forks
-    with them loaded. Modules found in the method folder are left out: method
-    code runs only in fold workers.
+    Each fold process imports these before its fold comes (it is started
+    ahead of need), so that the fold does not wait for them. Modules found in
+    the method folder are left out: method code runs only after the sandbox.
     """
     import ast
     import importlib.util
@@ -753,7 +822,7 @@ def _kill_group(pgid: int) -> None:
 
 
 class WorkerServer:
-    """One worker server per run; :meth:`run` forks a fresh, limited worker for each fold.
+    """One worker server per run; :meth:`run` runs each fold in a fresh, limited worker process.
 
     Use as a context manager::
 
@@ -761,8 +830,10 @@ class WorkerServer:
             outcome = server.run(job, limits)
 
     The server process starts in a fresh temporary folder outside the results
-    store, with a scrubbed environment (:func:`worker_environment`), locks
-    itself out of ``forbidden`` and imports ``preload``. While it lives, this
+    store, with a scrubbed environment (:func:`worker_environment`); it keeps
+    one fold process ready (a fresh interpreter that has imported
+    ``preload``), which locks itself out of ``forbidden`` when its fold
+    comes (:func:`server_main`, :func:`fold_main`). While it lives, this
     process is non-dumpable. A server whose fold failed in a way that may
     have left its channel out of step (killed, crashed, garbage) is replaced
     before the next fold.
@@ -822,7 +893,7 @@ class WorkerServer:
 
     def run(self, job: FoldJob, limits: Limits = Limits(),
             progress: Callable[[int, int], None] | None = None) -> FoldOutcome:
-        """Run one fold's method code in a fresh worker forked by the server, under ``limits``.
+        """Run one fold's method code in a fresh worker process of the server, under ``limits``.
 
         Returns
         -------
@@ -883,7 +954,7 @@ class WorkerServer:
         reader = threading.Thread(target=read, daemon=True)
         reader.start()
         try:
-            _send_json(stdin, {"type": "fork", "scratch": str(scratch)})
+            _send_json(stdin, {"type": "fork", "scratch": str(scratch), "device": job.device})
             _send(stdin, payload)
         except OSError:
             pass  # the server died: reported below from the missing reply
@@ -994,4 +1065,7 @@ def run_in_process(job: FoldJob, progress: Callable[[int, int], None] | None = N
 
 
 if __name__ == "__main__":
-    server_main()
+    if sys.argv[1:2] == ["--fold"]:
+        fold_main(int(sys.argv[2]), int(sys.argv[3]))
+    else:
+        server_main()
