@@ -107,6 +107,16 @@ def count_parameters(method) -> int | None:
     return int(sum(p.numel() for m in modules for p in m.parameters()))
 
 
+def bag_placement(method) -> str | None:
+    """Where a method's training bags lived (``device``, ``pinned``, ``ram``, ``stream``): the ``bag_store``
+    of a training result it keeps as an attribute (:class:`benchmark.nn.mil.MILTrainResult`), else None."""
+    for value in vars(method).values():
+        placement = getattr(value, "bag_store", None)
+        if isinstance(placement, str) and hasattr(value, "epochs_run"):  # a result, not a config
+            return placement
+    return None
+
+
 def thread_count() -> int:
     """Threads available to compute: torch's intra-op threads when torch is loaded, else CPU count."""
     if "torch" in sys.modules:

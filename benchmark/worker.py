@@ -290,7 +290,7 @@ def fit_and_predict(job: FoldJob, scratch_dir: Path, *, on_stage: Callable[[str]
         ``fit_s``, ``predict_s``, ``peak_rss_mb``, ``peak_accel_mb``, ``n_params``, ``threads``.
     """
     from benchmark.method import Context, load_class, load_spec
-    from benchmark.profiling import PeakMemory, Stopwatch, count_parameters, thread_count
+    from benchmark.profiling import PeakMemory, Stopwatch, bag_placement, count_parameters, thread_count
 
     on_stage("import")
     cls = load_class(load_spec(job.method_dir))
@@ -319,6 +319,7 @@ def fit_and_predict(job: FoldJob, scratch_dir: Path, *, on_stage: Callable[[str]
                           else max(fit_memory.peak_accel_mb, predict_memory.peak_accel_mb or 0.0)),
         "n_params": count_parameters(method),
         "threads": thread_count(),
+        "bag_store": bag_placement(method),
     }
     return raw, profile
 
@@ -1016,7 +1017,8 @@ class WorkerServer:
                     outcome.risk = np.asarray(npz["risk"], dtype=np.float64)
                     outcome.survival = np.asarray(npz["survival"], dtype=np.float64) if "survival" in npz else None
                 outcome.profile.update({k: v for k, v in dict(header.get("profile", {})).items()
-                                        if isinstance(v, (int, float, bool, type(None)))})
+                                        if isinstance(v, (int, float, bool, type(None)))
+                                        or (k == "bag_store" and v in ("device", "pinned", "ram", "stream"))})
             except Exception as exc:  # anything np.load rejects
                 outcome.failure = failure_record("protocol", "predict", f"the worker sent unreadable arrays ({exc})")
                 healthy = False

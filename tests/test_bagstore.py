@@ -133,3 +133,36 @@ def test_mil_config_checks_bag_store():
     with pytest.raises(MethodError, match="unknown bag_store 'disk'"):
         MILConfig(bag_store="disk")
     assert MILConfig.from_params(bag_host_budget_mb="512").bag_host_budget_mb == 512.0
+
+
+@pytest.mark.parametrize("mode, placement", [("auto", "ram"), ("stream", "stream")])
+def test_the_bag_placement_reaches_profile_json(toy_wsi, tmp_path, mode, placement):
+    """abmil in a worker on a SYNTHETIC WSI task: profile.json says where the training bags lived; peak
+    accelerator memory stays n/a on the CPU."""
+    import json
+    from pathlib import Path
+
+    from benchmark.runner import RunConfig, run
+
+    data_root, _ = toy_wsi
+    method = Path(__file__).resolve().parents[1] / "baselines" / "abmil"
+    result = run(RunConfig(task="toy", method=method, data_root=data_root, out=tmp_path / "runs", folds=[0],
+                           device="cpu", params={"epochs": 1, "dim": 16, "attention_hidden": 8, "bag_store": mode}))
+    assert not result.failures, result.failures
+    profile = json.loads((result.run_dir / "fold_0" / "profile.json").read_text())
+    assert profile["bag_store"] == placement
+    assert profile["device"] == "cpu" and profile["peak_accel_mb"] is None
+
+
+def test_slide_pretraining_from_the_store_gives_the_streamed_losses(tmp_path, monkeypatch):
+    """benchmark/pretrain/slides.py keeps the corpus's bags in the store (RAM here) and its losses equal
+    the streamed ones step for step (masked strategy, sampled patches)."""
+    import benchmark.pretrain.slides as slides
+    from tests.test_pretrain_slides import pretrain_toy, synthetic_slide_corpus
+
+    corpus = synthetic_slide_corpus(tmp_path / "bags")
+    stored, _, _ = pretrain_toy(corpus, "masked", steps=6)
+    monkeypatch.setattr(slides, "open_bag_store", lambda *a, **k: None)
+    streamed, _, _ = pretrain_toy(corpus, "masked", steps=6)
+    assert stored.bag_store == "ram" and streamed.bag_store == "stream"
+    assert stored.losses == streamed.losses and len(stored.losses) == 6
