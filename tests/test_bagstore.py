@@ -166,9 +166,3 @@ def test_slide_pretraining_from_the_store_gives_the_streamed_losses(tmp_path, mo
     streamed, _, _ = pretrain_toy(corpus, "masked", steps=6)
     assert stored.bag_store == "ram" and streamed.bag_store == "stream"
     assert stored.losses == streamed.losses and len(stored.losses) == 6
-
-
-def test_patch_encoders_autocast_in_bf16_where_the_gpu_has_it():
-    from benchmark.slides.encoders import cuda_autocast_dtype
-
-    assert cuda_autocast_dtype(True) == torch.bfloat16 and cuda_autocast_dtype(False) == torch.float16
