@@ -71,7 +71,8 @@ def server_main() -> None:
     initialise in the child of a process that touched it, and a fork of a
     process with threads may deadlock. To keep the start cost of a fold
     small, a spare fold process is started (and imports ``preload``) ahead
-    of need: at start and after each fold; the ``fork`` frame hands it the
+    of need: at start, and as each fold starts (it preloads while that fold
+    runs; the one left at the end is killed); the ``fork`` frame hands it the
     fold's scratch folder, device and forbidden paths, it locks itself in
     (:func:`restrict_filesystem`, :func:`restrict_writes`) and reads the job
     frame itself. The server replies ``exited`` with the fold's exit status
@@ -96,9 +97,9 @@ def server_main() -> None:
         except OSError:
             pass  # the spare died while preloading: reported as its exit status
         os.close(fold.control)
+        spare = spawn_fold_process(channel, preload)  # the next fold's process preloads while this one runs
         status = fold.process.wait()
-        _kill_leftovers()  # nothing a fold started survives into the next fold
-        spare = spawn_fold_process(channel, preload)
+        _kill_leftovers(keep=spare.process.pid)  # nothing a fold started survives into the next fold
         _send_json(channel, {"type": "exited", "status": status})
     if spare is not None:
         os.close(spare.control)
@@ -144,9 +145,10 @@ def _children_of(pid: int) -> list[int]:
     return children
 
 
-def _kill_leftovers() -> None:
+def _kill_leftovers(keep: int | None = None) -> None:
+    """SIGKILL every child of this server (a fold's orphans it adopted as subreaper) except ``keep``."""
     for _ in range(5):
-        children = _children_of(os.getpid())
+        children = [pid for pid in _children_of(os.getpid()) if pid != keep]
         if not children:
             return
         for child in children:
