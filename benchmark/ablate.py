@@ -40,6 +40,7 @@ label-budget curves (one panel per task, legend outside).
 from __future__ import annotations
 
 import json
+import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -173,8 +174,12 @@ def _corpus_for(config: dict[str, Any], task: str) -> str:
 
 def run_ablation(config_path: Path, out: Path | None = None, report: Path | None = None,
                  data_root: Path | None = None, device: str = "auto", in_process: bool = False,
-                 log=print) -> Path:
+                 log=print, per_gpu: int = 0) -> Path:
     """Run (or resume) every cell of the grid, then write the report; returns the report folder.
+
+    ``per_gpu`` > 0 runs that many cells per visible GPU at once, each in a
+    process that sees only its GPU (:mod:`benchmark.gpus`); each cell then
+    loads its cohort itself.
 
     Raises
     ------
@@ -192,14 +197,26 @@ def run_ablation(config_path: Path, out: Path | None = None, report: Path | None
     rows, cohorts = [], {}
     cells = ablation_cells(config)
     check_cells(config, cells, data_root, Path(config_path))
+    run_configs = [RunConfig(task=cell.task, method=cell.method, split_set=config.get("split_set", "own"),
+                             folds=config.get("folds"), seed=cell.seed, device=device, out=out, data_root=data_root,
+                             params={**config.get("params", {}), **_cell_params(config, cell)}, in_process=in_process)
+                   for cell in cells]
+    if per_gpu:
+        from benchmark.executors import _torch_device_count
+        from benchmark.gpus import gpu_slots, run_on_gpus, visible_gpus
+
+        slots = gpu_slots(visible_gpus(os.environ, _torch_device_count), per_gpu)
+        results = run_on_gpus(run, [(c,) for c in run_configs], slots)
+    else:
+        results = None
     for i, cell in enumerate(cells, 1):
-        if cell.task not in cohorts:  # one load per task for all its cells (the runner checks it like any cohort)
-            cohorts.clear()
-            cohorts[cell.task] = load_cohort(load_task(cell.task), resolve_data_root(data_root))
-        params = {**config.get("params", {}), **_cell_params(config, cell)}
-        result = run(RunConfig(task=cell.task, method=cell.method, split_set=config.get("split_set", "own"),
-                               folds=config.get("folds"), seed=cell.seed, device=device, out=out,
-                               data_root=data_root, params=params, in_process=in_process), cohort=cohorts[cell.task])
+        if results is not None:
+            result = results[i - 1]
+        else:
+            if cell.task not in cohorts:  # one load per task for all its cells (the runner checks it like any cohort)
+                cohorts.clear()
+                cohorts[cell.task] = load_cohort(load_task(cell.task), resolve_data_root(data_root))
+            result = run(run_configs[i - 1], cohort=cohorts[cell.task])
         status = f"{len(result.skipped)} skipped" if result.skipped else "ran"
         if result.failures:
             status += "; FAILED folds " + ", ".join(f"{f} ({v.get('reason', '')})" for f, v in result.failures.items())

@@ -392,6 +392,8 @@ def add_executor_arguments(p: argparse.ArgumentParser, default: str | None) -> N
     p.add_argument("--executor-config", type=Path, help="TOML with [executor], [slurm] and [ray] settings")
     p.add_argument("--retries", type=int, help="resubmissions of a job that died (default 2)")
     p.add_argument("--max-parallel", type=int, help="cells at once (submitit-local; Slurm array parallelism)")
+    p.add_argument("--per-gpu", type=int, help="local executor: cells per visible GPU at once, each seeing only "
+                   "its GPU (CUDA_VISIBLE_DEVICES / Slurm gres)")
 
 
 def execute_cells_cli(cells, base, args: argparse.Namespace) -> int:
@@ -401,7 +403,7 @@ def execute_cells_cli(cells, base, args: argparse.Namespace) -> int:
     from benchmark.executors import cells_for_run, load_executor_config, run_grid
 
     config = load_executor_config(args.executor_config, kind=args.executor, retries=args.retries,
-                                  max_parallel=args.max_parallel)
+                                  max_parallel=args.max_parallel, per_gpu=getattr(args, "per_gpu", None))
     cells = cells if cells is not None else cells_for_run(base)
 
     def report(outcome) -> None:
@@ -441,7 +443,8 @@ def cmd_ablate(args: argparse.Namespace) -> int:
     report = run_ablation(Path(args.config), out=Path(args.out) if args.out else None,
                           report=Path(args.report) if args.report else None,
                           data_root=Path(args.data_root) if args.data_root else None, device=args.device,
-                          in_process=args.in_process, log=lambda line: print(line, file=sys.stderr, flush=True))
+                          in_process=args.in_process, per_gpu=args.per_gpu,
+                          log=lambda line: print(line, file=sys.stderr, flush=True))
     print(f"ablation report: {report / 'README.md'}")
     return 0
 
@@ -586,6 +589,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto|cpu|cuda")
     p.add_argument("--data-root", help="TCGA data root (default $MMBENCH_DATA)")
     p.add_argument("--in-process", action="store_true", help="run method code in this process (debug)")
+    p.add_argument("--per-gpu", type=int, default=0, help="cells per visible GPU at once, each seeing only its GPU "
+                   "(CUDA_VISIBLE_DEVICES / Slurm gres); default one cell at a time")
     p.set_defaults(func=cmd_ablate)
 
     p = sub.add_parser("regress", help="rerun the CI reference runs; exit 1 when a metric moves beyond tolerance")

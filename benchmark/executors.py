@@ -31,7 +31,9 @@ Executors
 ---------
 ``local``
     In this process (no extra dependency); the folds of one run go through a
-    single runner call, so they share one method worker.
+    single runner call, so they share one method worker. With ``per_gpu = N``
+    (``--per-gpu N``): N cells per visible GPU at once, each cell in a process
+    that sees only its GPU (:mod:`benchmark.gpus`).
 ``submitit-local``
     submitit's ``LocalExecutor``: one subprocess per cell on this machine,
     at most ``max_parallel`` at a time. Debugs a Slurm setup without a cluster.
@@ -177,6 +179,8 @@ class ExecutorConfig:
         Ray cluster address (``auto``, ``ray://head:10001``); None starts a Ray instance here.
     ray_num_cpus : int or None
         CPUs of the Ray instance started here (None = all).
+    per_gpu : int
+        ``local`` only: cells per visible GPU at once (0 = one cell at a time, no GPU pinning).
     """
 
     kind: str = "local"
@@ -195,6 +199,7 @@ class ExecutorConfig:
     slurm_extra: dict[str, Any] = field(default_factory=dict)
     address: str | None = None
     ray_num_cpus: int | None = None
+    per_gpu: int = 0
 
 
 def load_executor_config(path: Path | None = None, **overrides: Any) -> ExecutorConfig:
@@ -234,6 +239,9 @@ def load_executor_config(path: Path | None = None, **overrides: Any) -> Executor
         raise MMBenchError(f"--executor must be one of {', '.join(EXECUTORS)}, got '{config.kind}'")
     if config.retries < 0 or config.max_parallel < 1:
         raise MMBenchError("executor retries must be >= 0 and max_parallel >= 1")
+    if config.per_gpu < 0 or (config.per_gpu and config.kind != "local"):
+        raise MMBenchError(f"--per-gpu takes a count >= 1 and works with --executor local (got {config.per_gpu} "
+                           f"with {config.kind}; Slurm and Ray place GPUs themselves: gpus_per_task)")
     return config
 
 
@@ -560,6 +568,8 @@ def write_report(outcomes: list[CellOutcome], out: Path, config: ExecutorConfig)
 
 def _execute_local(cells, base, config, on_outcome):
     """In this process, the folds of one run together (one runner call, one method worker per run)."""
+    if config.per_gpu:
+        return _execute_local_gpus(cells, base, config, on_outcome)
     groups: dict[tuple, list[Cell]] = {}
     for cell in cells:
         groups.setdefault(cell.run_key, []).append(cell)
@@ -569,6 +579,23 @@ def _execute_local(cells, base, config, on_outcome):
             on_outcome(outcome)
             outcomes.append(outcome)
     return outcomes
+
+
+def _torch_device_count() -> int:
+    try:
+        import torch
+    except ImportError:
+        return 0
+    return int(torch.cuda.device_count())
+
+
+def _execute_local_gpus(cells, base, config, on_outcome):
+    """``per_gpu`` cells per visible GPU at once, each in a slot process pinned to its GPU (:mod:`benchmark.gpus`)."""
+    from benchmark.gpus import gpu_slots, run_on_gpus, visible_gpus
+
+    slots = gpu_slots(visible_gpus(os.environ, _torch_device_count), config.per_gpu)
+    return run_on_gpus(run_cell, [(cell, base, "local") for cell in cells], slots,
+                       on_result=lambda _, outcome: on_outcome(outcome))
 
 
 def _submitit_executor(config: ExecutorConfig, out: Path):

@@ -29,13 +29,27 @@ def current_rss_mb() -> float:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def cuda_in_use() -> bool:
+    """Whether this process has initialised CUDA through torch (never initialises it, never calls the driver).
+
+    Profiling must not be what initialises CUDA: a method that never touches
+    the GPU should not pay for a CUDA context, and a process that called
+    into the driver must not fork.
+    """
+    torch = sys.modules.get("torch")
+    return torch is not None and hasattr(torch, "cuda") and bool(torch.cuda.is_initialized())
+
+
 @dataclass
 class PeakMemory:
     """Context manager sampling RSS every ``interval`` seconds in a thread.
 
     ``peak_rss_mb`` is the largest sample (MiB) seen while the block ran,
     including the values at entry and exit; ``peak_accel_mb`` the CUDA peak
-    allocated memory (MiB) when ``device`` is ``cuda``, else None.
+    allocated memory (MiB) when ``device`` is ``cuda`` (0.0 when the block
+    never initialised CUDA), else None. CUDA's peak counter is reset at
+    entry only when CUDA is already initialised; otherwise the peak since
+    initialisation is the block's.
     """
 
     device: str = "cpu"
@@ -51,10 +65,8 @@ class PeakMemory:
 
     def __enter__(self) -> "PeakMemory":
         self.peak_rss_mb = current_rss_mb()
-        if self.device == "cuda":
-            import torch
-
-            torch.cuda.reset_peak_memory_stats()
+        if self.device == "cuda" and cuda_in_use():
+            sys.modules["torch"].cuda.reset_peak_memory_stats()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
         return self
@@ -64,9 +76,8 @@ class PeakMemory:
         self._thread.join()
         self.peak_rss_mb = max(self.peak_rss_mb, current_rss_mb())
         if self.device == "cuda":
-            import torch
-
-            self.peak_accel_mb = torch.cuda.max_memory_allocated() / 2**20
+            self.peak_accel_mb = (sys.modules["torch"].cuda.max_memory_allocated() / 2**20 if cuda_in_use()
+                                  else 0.0)
 
 
 class Stopwatch:
@@ -94,6 +105,16 @@ def count_parameters(method) -> int | None:
     if not modules:
         return None
     return int(sum(p.numel() for m in modules for p in m.parameters()))
+
+
+def bag_placement(method) -> str | None:
+    """Where a method's training bags lived (``device``, ``pinned``, ``ram``, ``stream``): the ``bag_store``
+    of a training result it keeps as an attribute (:class:`benchmark.nn.mil.MILTrainResult`), else None."""
+    for value in vars(method).values():
+        placement = getattr(value, "bag_store", None)
+        if isinstance(placement, str) and hasattr(value, "epochs_run"):  # a result, not a config
+            return placement
+    return None
 
 
 def thread_count() -> int:

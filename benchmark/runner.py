@@ -505,6 +505,7 @@ def score_fold(task: TaskSpec, fold: int, train: Cohort, val: Cohort, test: Coho
         "n_train": train.n, "n_val": val.n, "n_test": test.n,
         "peak_rss_mb": worker_profile.get("peak_rss_mb"),
         "peak_accel_mb": worker_profile.get("peak_accel_mb"),
+        "bag_store": worker_profile.get("bag_store"),
         "n_params": worker_profile.get("n_params"),
         "device": device,
         "threads": worker_profile.get("threads"),

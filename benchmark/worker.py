@@ -1,8 +1,10 @@
 """The worker: method code runs in a separate process that never holds a test label.
 
 The runner (the *parent*) keeps the fold's test labels and computes every
-metric. For each fold it starts one worker process (``python -m
-benchmark.worker``) and sends it, pickled over the worker's stdin, a
+metric. For each fold a worker process runs: a freshly executed interpreter
+(``python -m benchmark.worker --fold``, started ahead of need by the run's
+worker server, never a fork of a process that imported torch, touched CUDA
+or runs threads, so that CUDA initialises in it). The parent sends it, pickled over the worker's stdin, a
 :class:`FoldJob`: the train and val cohort views with their labels, the test
 view **without labels** (:meth:`Cohort.without_labels`; ``groups`` dropped on
 all three views), the method folder, its params and the context fields. The
@@ -17,10 +19,11 @@ What the worker can see
       variable whose value names a forbidden path; ``TMPDIR`` is its own;
     * its working directory: a fresh temporary folder outside the results
       store (``Context.scratch_dir`` is ``<cwd>/scratch``), removed afterwards;
-    * the file system, minus the *forbidden paths* (sent on stdin before the job) (the results store and the
+    * the file system, minus the *forbidden paths* (handed over before the job) (the results store and the
       files that hold labels, see :func:`benchmark.loaders.label_sources`):
       where the kernel offers Landlock (Linux >= 5.13) the worker locks itself
-      out of them before it reads the job (:func:`restrict_filesystem`), so
+      out of them before it reads the job (:func:`restrict_filesystem`; on
+      ``cuda`` after initialising CUDA, before any method code), so
       earlier folds' and other runs' ``predictions.parquet`` cannot be read;
     * the parent's memory: while a worker runs the parent is marked
       non-dumpable (``prctl(PR_SET_DUMPABLE, 0)``), so ``/proc/<parent>/mem``,
@@ -62,13 +65,13 @@ import numpy as np
 
 from benchmark.cohort import Cohort
 from benchmark.errors import MethodError
+from benchmark.foldserver import MAX_FRAME, _receive, _send, _send_json, server_main  # noqa: F401 (wire format)
 
 DEFAULT_TIME_LIMIT_S = 2 * 3600.0
 """Default wall-time limit of one fold (import, build, fit and predict): 2 h."""
 DEFAULT_MEMORY_LIMIT_MB = 16 * 1024.0
 """Default resident-memory limit of one fold's worker (and its children): 16 GiB."""
 POLL_S = 0.1
-MAX_FRAME = 1 << 30  # a reply frame above 1 GiB is a protocol error, not a prediction
 
 
 # --------------------------------------------------------------------------- limits and jobs
@@ -287,7 +290,7 @@ def fit_and_predict(job: FoldJob, scratch_dir: Path, *, on_stage: Callable[[str]
         ``fit_s``, ``predict_s``, ``peak_rss_mb``, ``peak_accel_mb``, ``n_params``, ``threads``.
     """
     from benchmark.method import Context, load_class, load_spec
-    from benchmark.profiling import PeakMemory, Stopwatch, count_parameters, thread_count
+    from benchmark.profiling import PeakMemory, Stopwatch, bag_placement, count_parameters, thread_count
 
     on_stage("import")
     cls = load_class(load_spec(job.method_dir))
@@ -316,6 +319,7 @@ def fit_and_predict(job: FoldJob, scratch_dir: Path, *, on_stage: Callable[[str]
                           else max(fit_memory.peak_accel_mb, predict_memory.peak_accel_mb or 0.0)),
         "n_params": count_parameters(method),
         "threads": thread_count(),
+        "bag_store": bag_placement(method),
     }
     if _well_formed(raw, job):  # a bad test prediction fails the fold as such, before any diagnostic
         on_stage("fit_check")
@@ -511,112 +515,41 @@ def restrict_writes(allowed: list[str]) -> bool:
         os.close(ruleset)
 
 
-# --------------------------------------------------------------------------- wire format
-# Frames are an 8-byte big-endian length and a payload. Headers are JSON; the
-# prediction travels as an .npz frame. Reads are unbuffered so that a process
-# never reads past its own frame (the server leaves the job to its child).
+# --------------------------------------------------------------------------- fold workers (worker side; the server is benchmark.foldserver)
 
 
-def _send(fd: int, payload: bytes) -> None:
-    data = memoryview(struct.pack(">Q", len(payload)) + payload)
-    while data:
-        data = data[os.write(fd, data):]
+def fold_main(channel: int, control: int) -> None:
+    """Entry point of a fold process (``python -m benchmark.worker --fold CHANNEL CONTROL``).
 
-
-def _send_json(fd: int, obj: dict) -> None:
-    _send(fd, json.dumps(obj, default=str).encode())
-
-
-def _read_exact(fd: int, n: int) -> bytes | None:
-    chunks, left = [], n
-    while left:
-        chunk = os.read(fd, min(left, 1 << 20))
-        if not chunk:
-            return None
-        chunks.append(chunk)
-        left -= len(chunk)
-    return b"".join(chunks)
-
-
-def _receive(fd: int) -> bytes | None:
-    head = _read_exact(fd, 8)
-    if head is None:
-        return None
-    (length,) = struct.unpack(">Q", head)
-    if length > MAX_FRAME:
-        raise ValueError(f"reply frame of {length} bytes")
-    return _read_exact(fd, length)
-
-
-# --------------------------------------------------------------------------- server and fold workers (worker side)
-
-
-def server_main() -> None:
-    """Entry point of ``python -m benchmark.worker``: the run's worker server.
-
-    Reads on stdin the forbidden paths (locks itself out of them), a list of
-    trusted modules to preload (installed packages, never method code), then
-    one ``fork`` frame per fold: it forks a fold worker, which reads the job
-    frame itself, and replies ``exited`` with the worker's exit status once
-    it is gone. The server never reads a job, so it never holds data.
+    Imports the preload list read from ``control``, then waits for the
+    fold's orders there (scratch folder, device, forbidden paths; end of
+    file: the server is gone, exit). On ``cuda`` with torch loaded, CUDA is
+    initialised *before* the process locks itself in, so that the driver's
+    first use of device files and helpers meets no sandbox rule; method code
+    runs only after the lock. Then it runs the fold (:func:`_fold_worker`).
     """
-    channel = os.dup(1)  # not inheritable: programs a method starts cannot write replies
-    os.dup2(2, 1)  # whatever is printed goes to stderr, not into the replies
-    try:  # orphans of a fold (e.g. a daemon a method started) become the server's children, killed below
-        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
-    except (OSError, AttributeError):
-        pass
-    forbidden = json.loads(_receive(0) or b"[]")
-    sandboxed = restrict_filesystem(forbidden)
-    del forbidden
-    for name in json.loads(_receive(0) or b"[]"):
+    sys.argv = sys.argv[:1]
+    for name in json.loads(_receive(control) or b"[]"):
         try:
             __import__(name)
         except Exception:  # a preload is an optimisation only
             pass
-    while (frame := _receive(0)) is not None:
-        command = json.loads(frame)
-        pid = os.fork()
-        if pid == 0:
-            _fold_worker(channel, str(command["scratch"]), sandboxed)  # never returns
-        _, status = os.waitpid(pid, 0)
-        _kill_leftovers()  # nothing a fold started survives into the next fold
-        _send_json(channel, {"type": "exited", "status": os.waitstatus_to_exitcode(status)})
-    os._exit(0)
-
-
-def _children_of(pid: int) -> list[int]:
-    children = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as handle:
-                    if int(handle.read().rsplit(")", 1)[1].split()[1]) == pid:
-                        children.append(int(entry))
-            except (OSError, ValueError, IndexError):
-                pass
-    return children
-
-
-def _kill_leftovers() -> None:
-    for _ in range(5):
-        children = _children_of(os.getpid())
-        if not children:
-            return
-        for child in children:
-            try:
-                os.kill(child, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        for child in children:
-            try:
-                os.waitpid(child, 0)
-            except ChildProcessError:
-                pass
+    frame = _receive(control)
+    if frame is None:
+        os._exit(0)
+    orders = json.loads(frame)
+    os.close(control)
+    scratch = str(orders["scratch"])
+    if orders.get("device") == "cuda" and "torch" in sys.modules:
+        try:
+            sys.modules["torch"].cuda.init()
+        except Exception:  # the method meets the same error where it uses the GPU, with its stage
+            pass
+    sandboxed = restrict_filesystem(list(orders.get("forbidden", [])))
+    _fold_worker(channel, scratch, sandboxed)
 
 
 def _fold_worker(channel: int, scratch: str, sandboxed: bool) -> None:
-    os.setpgid(0, 0)  # its own process group: the parent kills it and its children together
     os.environ["TMPDIR"] = scratch
     tempfile.tempdir = None
     os.chdir(scratch)
@@ -701,9 +634,9 @@ def worker_environment(forbidden: list[str], tmpdir: Path) -> dict[str, str]:
 def preload_modules(method_dir: str | Path, entry: str) -> list[str]:
     """Installed packages the method's entry file imports at top level (read with ``ast``, never executed).
 
-    The server imports these once per run, so that each fold's worker forks
-    with them loaded. Modules found in the method folder are left out: method
-    code runs only in fold workers.
+    Each fold process imports these before its fold comes (it is started
+    ahead of need), so that the fold does not wait for them. Modules found in
+    the method folder are left out: method code runs only after the sandbox.
     """
     import ast
     import importlib.util
@@ -784,7 +717,7 @@ def _kill_group(pgid: int) -> None:
 
 
 class WorkerServer:
-    """One worker server per run; :meth:`run` forks a fresh, limited worker for each fold.
+    """One worker server per run; :meth:`run` runs each fold in a fresh, limited worker process.
 
     Use as a context manager::
 
@@ -792,8 +725,10 @@ class WorkerServer:
             outcome = server.run(job, limits)
 
     The server process starts in a fresh temporary folder outside the results
-    store, with a scrubbed environment (:func:`worker_environment`), locks
-    itself out of ``forbidden`` and imports ``preload``. While it lives, this
+    store, with a scrubbed environment (:func:`worker_environment`); it keeps
+    one fold process ready (a fresh interpreter that has imported
+    ``preload``), which locks itself out of ``forbidden`` when its fold
+    comes (:func:`server_main`, :func:`fold_main`). While it lives, this
     process is non-dumpable. A server whose fold failed in a way that may
     have left its channel out of step (killed, crashed, garbage) is replaced
     before the next fold.
@@ -818,7 +753,7 @@ class WorkerServer:
     def _start(self) -> None:
         self.workdir = Path(tempfile.mkdtemp(prefix="mmbench-worker-"))
         (self.workdir / "tmp").mkdir()
-        self.proc = subprocess.Popen([sys.executable, "-m", "benchmark.worker"], stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen([sys.executable, "-m", "benchmark.foldserver"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=self.workdir,
                                      env=worker_environment(self.forbidden, self.workdir / "tmp"),
                                      start_new_session=True, bufsize=0)
@@ -853,7 +788,7 @@ class WorkerServer:
 
     def run(self, job: FoldJob, limits: Limits = Limits(),
             progress: Callable[[int, int], None] | None = None) -> FoldOutcome:
-        """Run one fold's method code in a fresh worker forked by the server, under ``limits``.
+        """Run one fold's method code in a fresh worker process of the server, under ``limits``.
 
         Returns
         -------
@@ -914,7 +849,7 @@ class WorkerServer:
         reader = threading.Thread(target=read, daemon=True)
         reader.start()
         try:
-            _send_json(stdin, {"type": "fork", "scratch": str(scratch)})
+            _send_json(stdin, {"type": "fork", "scratch": str(scratch), "device": job.device})
             _send(stdin, payload)
         except OSError:
             pass  # the server died: reported below from the missing reply
@@ -976,7 +911,8 @@ class WorkerServer:
                     outcome.risk = np.asarray(npz["risk"], dtype=np.float64)
                     outcome.survival = np.asarray(npz["survival"], dtype=np.float64) if "survival" in npz else None
                 outcome.profile.update({k: v for k, v in dict(header.get("profile", {})).items()
-                                        if isinstance(v, (int, float, bool, type(None)))})
+                                        if isinstance(v, (int, float, bool, type(None)))
+                                        or (k == "bag_store" and v in ("device", "pinned", "ram", "stream"))})
             except Exception as exc:  # anything np.load rejects
                 outcome.failure = failure_record("protocol", "predict", f"the worker sent unreadable arrays ({exc})")
                 healthy = False
@@ -1025,4 +961,7 @@ def run_in_process(job: FoldJob, progress: Callable[[int, int], None] | None = N
 
 
 if __name__ == "__main__":
-    server_main()
+    if sys.argv[1:2] == ["--fold"]:
+        fold_main(int(sys.argv[2]), int(sys.argv[3]))
+    else:
+        server_main()

@@ -574,3 +574,9 @@ def test_backend_errors(synthetic_batch):
         with SlideReader(slide, backend="tiffslide") as a, SlideReader(slide) as b:
             assert a.level_dimensions == b.level_dimensions
             np.testing.assert_array_equal(a.read_region((512, 512), 1, (64, 64)), b.read_region((512, 512), 1, (64, 64)))
+
+
+def test_patch_encoders_autocast_in_bf16_where_the_gpu_has_it():
+    from benchmark.slides.encoders import cuda_autocast_dtype
+
+    assert cuda_autocast_dtype(True) == torch.bfloat16 and cuda_autocast_dtype(False) == torch.float16

@@ -56,6 +56,7 @@ from sksurv.metrics import concordance_index_censored
 from torch import nn
 
 from benchmark.bags import bag_lengths, feature_dim, read_bag
+from benchmark.nn.bagstore import BagStore, open_bag_store
 from benchmark.errors import MethodError
 from benchmark.method import Prediction
 from benchmark.nn.batching import minibatches
@@ -376,6 +377,14 @@ class MILConfig(TrainConfig):
         Autocast dtype of the forward pass; ``auto`` = bf16 on CUDA, fp32 on CPU.
     prefetch : bool
         Read the next batch in a background thread.
+    bag_store : {"auto", "stream"}
+        ``auto``: each bag is read once per fold into a
+        :class:`~benchmark.nn.bagstore.BagStore` (GPU memory, pinned host
+        memory or RAM, as the budgets allow); ``stream``: read from HDF5 in
+        every epoch.
+    bag_device_budget_mb, bag_host_budget_mb : float
+        Budgets of the store in MiB (0 = automatic, see
+        :func:`~benchmark.nn.bagstore.default_budgets`).
     """
 
     bags_per_step: int = 32
@@ -384,6 +393,9 @@ class MILConfig(TrainConfig):
     scheme: str = "packed"
     precision: str = "auto"
     prefetch: bool = True
+    bag_store: str = "auto"
+    bag_device_budget_mb: float = 0.0
+    bag_host_budget_mb: float = 0.0
 
     @classmethod
     def from_params(cls, **params) -> "MILConfig":
@@ -397,6 +409,8 @@ class MILConfig(TrainConfig):
             raise MethodError(f"unknown MIL scheme '{self.scheme}' (use packed or reference)")
         if self.precision not in ("auto", "fp32", "bf16", "fp16"):
             raise MethodError(f"unknown precision '{self.precision}' (use auto, fp32, bf16 or fp16)")
+        if self.bag_store not in ("auto", "stream"):
+            raise MethodError(f"unknown bag_store '{self.bag_store}' (use auto or stream)")
         if self.bags_per_step < 1 or self.max_patches_per_batch < 1:
             raise MethodError("bags_per_step and max_patches_per_batch must be positive")
         if isinstance(self.prefetch, str):
@@ -441,16 +455,21 @@ class BatchReader:
     reuse : bool
         Reuse two preallocated buffers (mmbench path) instead of fresh arrays (reference).
     prefetch : bool
+    store : BagStore, optional
+        Gather batches from this store (the bags of ``data``, in its order)
+        instead of reading the files; same batches, value for value.
 
     Iterating over :meth:`batches` yields ``(positions, PackedBags)``; a yielded
     batch's buffer stays valid until two more batches have been yielded.
     """
 
     def __init__(self, data: BagData, dim: int, sample: int = 0, rng: np.random.Generator | None = None,
-                 reuse: bool = True, prefetch: bool = True):
+                 reuse: bool = True, prefetch: bool = True, store: BagStore | None = None):
         self.data, self.dim, self.sample = data, dim, int(sample)
         self.rng = rng or np.random.default_rng(0)
-        self.reuse, self.prefetch = reuse, prefetch
+        self.store = store
+        self.reuse = reuse
+        self.prefetch = prefetch and (store is None or store.placement != "device")
         self.buffers: list[np.ndarray] = [np.empty((0, dim), np.float32), np.empty((0, dim), np.float32)]
         self.lock = threading.Lock()
 
@@ -460,6 +479,11 @@ class BatchReader:
 
     def _read(self, positions: np.ndarray, slot: int, draws: list[np.ndarray | None]) -> PackedBags:
         lengths = self._lengths(positions)
+        if self.store is not None:
+            lengths_t = torch.from_numpy(lengths.astype(np.int64))
+            features = self.store.gather(positions, draws, lengths, slot)
+            segment = torch.repeat_interleave(torch.arange(len(positions)), lengths_t)
+            return PackedBags(features, segment.to(features.device), lengths_t)
         total = int(lengths.sum())
         if self.reuse:
             if len(self.buffers[slot]) < total:
@@ -522,8 +546,12 @@ def _take(data: Tensors, positions: np.ndarray, device: torch.device) -> Tensors
 
 
 @torch.no_grad()
-def predict_mil(model: nn.Module, data: BagData, dim: int, config: MILConfig | None = None) -> torch.Tensor:
+def predict_mil(model: nn.Module, data: BagData, dim: int, config: MILConfig | None = None,
+                store: BagStore | None = None) -> torch.Tensor:
     """Run ``model(bags, inputs)`` in eval mode over every patient with **full** bags.
+
+    ``store``: the bags of ``data`` held in memory (:func:`open_fold_store`;
+    training keeps one for val), else they are read from the files.
 
     Returns
     -------
@@ -532,7 +560,7 @@ def predict_mil(model: nn.Module, data: BagData, dim: int, config: MILConfig | N
     config = config or MILConfig()
     dev = resolve_device(config.device)
     model.to(dev).eval()
-    reader = BatchReader(data, dim, sample=0, reuse=config.scheme == "packed", prefetch=config.prefetch)
+    reader = BatchReader(data, dim, sample=0, reuse=config.scheme == "packed", prefetch=config.prefetch, store=store)
     max_bags = 1 if config.scheme == "reference" else max(config.bags_per_step, 1)
     plan = plan_batches(data.lengths, np.arange(data.n), config.max_patches_per_batch, max_bags)
     outputs = []
@@ -541,6 +569,22 @@ def predict_mil(model: nn.Module, data: BagData, dim: int, config: MILConfig | N
             out = model(bags.to(dev), _take(data.inputs, positions, dev))
         outputs.append(out.float().cpu())
     return torch.cat(outputs, dim=0)
+
+
+@dataclass
+class MILTrainResult(TrainResult):
+    """:class:`~benchmark.nn.train.TrainResult` plus where the training bags lived: ``bag_store`` is
+    ``device``, ``pinned``, ``ram`` or ``stream`` (recorded in the fold's profile.json)."""
+
+    bag_store: str = "stream"
+
+
+def open_fold_store(data: BagData, dim: int, device: torch.device, config: MILConfig) -> BagStore | None:
+    """The :class:`~benchmark.nn.bagstore.BagStore` of ``data`` under ``config``'s mode and budgets, or None."""
+    mib = 2**20
+    return open_bag_store(data.bag_paths, data.lengths, dim, device, config.bag_store,
+                          int(config.bag_device_budget_mb * mib) if config.bag_device_budget_mb > 0 else None,
+                          int(config.bag_host_budget_mb * mib) if config.bag_host_budget_mb > 0 else None)
 
 
 def train_mil(
@@ -583,7 +627,7 @@ def train_mil(
 
     Returns
     -------
-    TrainResult
+    MILTrainResult
 
     Raises
     ------
@@ -606,8 +650,10 @@ def train_mil(
                                              weight_decay=config.weight_decay)
     scaler = torch.amp.GradScaler(dev.type, enabled=config.precision == "fp16")
     reference = config.scheme == "reference"
+    train_store = None if reference else open_fold_store(train, dim, dev, config)
+    val_store = None if reference or val is None or train_store is None else open_fold_store(val, dim, dev, config)
     reader = BatchReader(train, dim, config.max_patches_per_bag, rng, reuse=not reference,
-                         prefetch=config.prefetch and not reference)
+                         prefetch=config.prefetch and not reference, store=train_store)
     best_score, best_epoch, best_state = math.inf, 0, None
     history: list[dict[str, float]] = []
     epoch = 0
@@ -639,7 +685,7 @@ def train_mil(
                 optimiser_zero = True
         record = {"epoch": epoch, "train_loss": total / train.n}
         if val is not None:
-            output = predict_mil(model, val, dim, config)
+            output = predict_mil(model, val, dim, config, store=val_store)
             val_loss = float(loss_fn(output, val.targets))
             score = val_loss
             if config.monitor == "cindex":
@@ -664,7 +710,8 @@ def train_mil(
         model.load_state_dict(best_state)
     model.eval()
     final = best_score if val is None or config.monitor == "loss" else -best_score
-    return TrainResult(best_epoch=best_epoch, best_score=float(final), epochs_run=epoch, history=history)
+    return MILTrainResult(best_epoch=best_epoch, best_score=float(final), epochs_run=epoch, history=history,
+                          bag_store="stream" if train_store is None else train_store.placement)
 
 
 class DiscreteMILSurvival:

@@ -59,6 +59,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from benchmark.errors import MethodError
+from benchmark.nn.bagstore import open_bag_store
 from benchmark.nn.freeze import train_mode
 from benchmark.nn.mil import BagData, BatchReader, PackedBags, segment_mean
 from benchmark.pretrain.strategies import (PretrainConfig, PretrainResult, _embed, check_strategy, infonce,
@@ -371,7 +372,9 @@ def pretrain_with_slides(encoders: nn.ModuleDict, bag_encoder: nn.Module, inputs
     params = list(encoders.parameters()) + list(bag_encoder.parameters()) + list(heads.parameters())
     optimiser = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     plan = step_plan(n, min(config.batch_size, n), config.steps, np.random.default_rng(config.seed))
-    reader = BatchReader(bags, feature_dim, sample=config.bag_patches, rng=np.random.default_rng([config.seed, 1]))
+    store = open_bag_store(bags.bag_paths, bags.lengths, feature_dim, dev)  # each bag read once, if it fits
+    reader = BatchReader(bags, feature_dim, sample=config.bag_patches, rng=np.random.default_rng([config.seed, 1]),
+                         store=store)
     has_bag_all = torch.from_numpy(bags.lengths > 0)
     result, started, step = PretrainResult(), time_module(), 0
     for first in range(0, len(plan), READ_AHEAD):
@@ -391,6 +394,7 @@ def pretrain_with_slides(encoders: nn.ModuleDict, bag_encoder: nn.Module, inputs
             optimiser.step()
             result.losses.append(float(loss.detach()))
     result.steps, result.seconds = config.steps, time_module() - started
+    result.bag_store = "stream" if store is None else store.placement
     encoders.eval()
     bag_encoder.eval()
     return result

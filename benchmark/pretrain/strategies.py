@@ -133,11 +133,13 @@ class PretrainConfig:
 
 @dataclass
 class PretrainResult:
-    """Loss per step, steps run and wall seconds of :func:`pretrain_encoders`."""
+    """Loss per step, steps run and wall seconds of :func:`pretrain_encoders`; ``bag_store``: where slide
+    pretraining kept the bags (:mod:`benchmark.nn.bagstore`; ``stream`` = read from the files)."""
 
     losses: list[float] = field(default_factory=list)
     steps: int = 0
     seconds: float = 0.0
+    bag_store: str = "stream"
 
 
 def check_strategy(strategy: str, regime: str = "finetune") -> None:

@@ -191,17 +191,24 @@ class PatchEncoder:
         Returns
         -------
         np.ndarray
-            (B, D) float32. On CUDA the forward pass runs under float16
-            autocast (mixed precision); on CPU in float32.
+            (B, D) float32. On CUDA the forward pass runs under autocast
+            (mixed precision) in :func:`cuda_autocast_dtype`: bfloat16 where
+            the GPU has it (Ampere and later), else float16; on CPU in float32.
         """
         x = self.preprocess(patches)
         if self.device.type == "cuda":
             x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast("cuda", dtype=torch.float16):
+            with torch.autocast("cuda", dtype=cuda_autocast_dtype(torch.cuda.is_bf16_supported())):
                 out = self.model(x)
         else:
             out = self.model(x)
         return out.float().cpu().numpy()
+
+
+def cuda_autocast_dtype(bf16_supported: bool) -> torch.dtype:
+    """Autocast dtype of the encoders on CUDA: bfloat16 where supported (float32's range, no overflow in
+    attention logits, full tensor-core rate on Ampere and later), else float16."""
+    return torch.bfloat16 if bf16_supported else torch.float16
 
 
 def resolve_weights(name: str, weights: Path | str | None = None, env: Mapping[str, str] | None = None) -> Path | None:
