@@ -9,8 +9,11 @@
     paper = "Cox (1972) ..."            # paper or URL
     optional_modalities = ["wsi"]       # kinds used when the task has them (optional)
     missing_modalities = "drop"         # patients without slides: "drop" from train/val or "impute"
-    [params]                            # defaults, overridable by --param k=v
+    reference = true                    # baselines only: a classical Δ C reference on the leaderboard
+    [params]                            # defaults, overridable by --param k=v; their TOML types are the params' types
     alpha = 0.1
+    [param_rules]                       # allowed values and default-less params (benchmark.params)
+    alpha = { min = 0 }
 
 ``modalities`` lists modality *kinds* (``clinical``, ``rna``, ``cnv``,
 ``mut``, ``wsi``); the runner gives the method every task modality of those
@@ -36,7 +39,12 @@ from typing import Any
 import numpy as np
 
 from benchmark.errors import MethodError
+from benchmark.params import ParamSpec, declared_params
 
+__all__ = ["TABULAR_KINDS", "Context", "Prediction", "MethodSpec", "load_spec", "load_class", "resolve_modalities",
+           "check_prediction", "is_reference_method"]
+
+REPO = Path(__file__).resolve().parents[1]
 TABULAR_KINDS = ("clinical", "rna", "cnv", "mut")
 
 
@@ -109,6 +117,16 @@ class MethodSpec:
             digest.update(file.read_bytes())
         return digest.hexdigest()
 
+    def declared_params(self) -> dict[str, ParamSpec]:
+        """The typed params of ``[params]`` and ``[param_rules]`` (:func:`benchmark.params.declared_params`)."""
+        return declared_params(self.params, self.extra.get("param_rules", {}), self.path / "method.toml")
+
+
+def is_reference_method(spec: MethodSpec) -> bool:
+    """Whether a method is a classical Δ C reference: a folder under ``baselines/`` whose manifest says
+    ``reference = true``. Never decided by name: a submission called ``coxph`` is not a reference."""
+    return bool(spec.extra.get("reference", False) is True and spec.path.is_relative_to(REPO / "baselines"))
+
 
 def load_spec(path: str | Path) -> MethodSpec:
     """Read ``<path>/method.toml``.
@@ -141,7 +159,7 @@ def load_spec(path: str | Path) -> MethodSpec:
         if kind not in known:
             raise MethodError(f"{manifest}: unknown modality kind '{kind}' (known: {', '.join(sorted(known))})")
     rest = {k: v for k, v in raw.items() if k not in ("name", "description", "entry", "modalities", "paper", "params")}
-    return MethodSpec(
+    spec = MethodSpec(
         name=str(raw["name"]),
         description=str(raw.get("description", "")),
         entry=raw["entry"],
@@ -151,6 +169,8 @@ def load_spec(path: str | Path) -> MethodSpec:
         path=folder.resolve(),
         extra=rest,
     )
+    spec.declared_params()  # a malformed [param_rules] or a default that breaks its rule fails here
+    return spec
 
 
 def load_class(spec: MethodSpec) -> type:
