@@ -26,13 +26,14 @@ import numpy as np
 
 from benchmark.cohort import Cohort
 from benchmark.errors import MethodError
-from benchmark.method import TABULAR_KINDS, load_spec, resolve_modalities
+from benchmark.method import TABULAR_KINDS, is_reference_method, load_spec, resolve_modalities
+from benchmark.params import describe_params
 from benchmark.worker import FoldJob, Limits, WorkerServer, preload_modules
 
 DEFAULT_TASK = "geo-gse7390"
 SMOKE_SIZES = (40, 10, 10)
 MANIFEST_FIELDS = ("name", "description", "entry", "modalities", "paper", "params", "optional_modalities",
-                   "missing_modalities", "pretrain_encoders", "pretrain_bag_encoder")
+                   "missing_modalities", "pretrain_encoders", "pretrain_bag_encoder", "param_rules", "reference")
 
 
 @dataclass
@@ -81,6 +82,10 @@ def manifest_problems(folder: Path) -> list[str]:
                         f"got {raw['pretrain_bag_encoder']!r}")
     if "pretrain_bag_encoder" in raw and "pretrain_encoders" not in raw:
         problems.append(f"{manifest}: field 'pretrain_bag_encoder' needs 'pretrain_encoders' (a shared encoder family)")
+    if "reference" in raw and not isinstance(raw["reference"], bool):
+        problems.append(f"{manifest}: field 'reference' must be true or false")
+    elif raw.get("reference") and not is_reference_method(load_spec(folder)):
+        problems.append(f"{manifest}: field 'reference' is for classical baselines under baselines/ only")
     return problems
 
 
@@ -154,6 +159,9 @@ def validate_method(path: str | Path, task_name: str = DEFAULT_TASK, *, data_roo
         return result
     result.problems += manifest_problems(folder)
     result.checks.append("manifest")
+    declared = spec.declared_params()  # the same declaration `mmbench run` checks --param against
+    result.checks.append(f"{len(declared)} typed params declared in [params]/[param_rules]: "
+                         + "; ".join(describe_params(declared)))
     task = load_task(task_name)
     modality = modality_problems(spec, task)
     result.problems += modality

@@ -187,7 +187,9 @@ def test_method_inheriting_no_pretrain_fails_the_fold_with_a_clear_reason(pooled
     method.mkdir()
     (method / "method.toml").write_text((METHODS / "oracle" / "method.toml").read_text()
                                         .replace('name = "oracle"', 'name = "based"')
-                                        .replace("method.py:Oracle", "method.py:Based"))
+                                        .replace("method.py:Oracle", "method.py:Based")
+                                        + '\n[param_rules]\npretrain_strategy = { type = "str" }\n'
+                                          'pretrain_corpus = { type = "str" }\n')
     (method / "method.py").write_text((METHODS / "oracle" / "method.py").read_text()
                                       + "\n\nclass Based(Oracle):\n    pass\n")
     result = run(RunConfig(task="toy", method=method, folds=[0], out=tmp_path / "runs",
