@@ -122,6 +122,7 @@ def check_cells(config: dict[str, Any], cells: list[AblationCell], data_root: Pa
     from benchmark.loaders import resolve_data_root
     from benchmark.method import load_spec
     from benchmark.pretrain.corpus import default_source
+    from benchmark.plan import build_plan
     from benchmark.pretrain.stage import lacks_pretraining_hooks, transfer_settings
     from benchmark.task import load_task
 
@@ -147,6 +148,20 @@ def check_cells(config: dict[str, Any], cells: list[AblationCell], data_root: Pa
                                "field 'corpus' must not be same-cohort for it")
         if settings.pretrains and lacks_pretraining_hooks(specs[cell.method]):
             raise MMBenchError(f"{source}: method '{cell.method}' in field 'methods' has no pretrain method")
+    for cell in cells:
+        try:  # the runner's own plan: typed params, modalities, split set and folds
+            build_plan(cell_config(config, cell, data_root=data_root, device="cpu"), load_data=False)
+        except MMBenchError as exc:
+            raise MMBenchError(f"{source}: cell {cell.task} {cell.method} {cell.strategy}/{cell.regime}: {exc}") from None
+
+
+def cell_config(config: dict[str, Any], cell: AblationCell, **options: Any):
+    """The runner's RunConfig of one cell (``options``: out, data_root, device, in_process)."""
+    from benchmark.runner import RunConfig
+
+    params = {**config.get("params", {}), **_cell_params(config, cell)}
+    return RunConfig(task=cell.task, method=cell.method, split_set=config.get("split_set", "own"),
+                     folds=config.get("folds"), seed=cell.seed, params=params, **options)
 
 
 def _cell_params(config: dict[str, Any], cell: AblationCell) -> dict[str, Any]:
@@ -171,7 +186,7 @@ def run_ablation(config_path: Path, out: Path | None = None, report: Path | None
         out of the report (rerun to retry it).
     """
     from benchmark.loaders import load_cohort, resolve_data_root
-    from benchmark.runner import RunConfig, run
+    from benchmark.runner import run
     from benchmark.task import load_task
 
     config = load_ablation(config_path)
@@ -184,10 +199,8 @@ def run_ablation(config_path: Path, out: Path | None = None, report: Path | None
         if cell.task not in cohorts:  # one load per task for all its cells (the runner checks it like any cohort)
             cohorts.clear()
             cohorts[cell.task] = load_cohort(load_task(cell.task), resolve_data_root(data_root))
-        params = {**config.get("params", {}), **_cell_params(config, cell)}
-        result = run(RunConfig(task=cell.task, method=cell.method, split_set=config.get("split_set", "own"),
-                               folds=config.get("folds"), seed=cell.seed, device=device, out=out,
-                               data_root=data_root, params=params, in_process=in_process), cohort=cohorts[cell.task])
+        result = run(cell_config(config, cell, device=device, out=out, data_root=data_root, in_process=in_process),
+                     cohort=cohorts[cell.task])
         status = f"{len(result.skipped)} skipped" if result.skipped else "ran"
         if result.failures:
             status += "; FAILED folds " + ", ".join(f"{f} ({v.get('reason', '')})" for f, v in result.failures.items())

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.cohort import Cohort
-from benchmark.errors import MethodError
+from benchmark.errors import MethodError, MMBenchError
 from benchmark.method import TABULAR_KINDS, is_reference_method, load_spec, resolve_modalities
 from benchmark.params import describe_params
 from benchmark.worker import FoldJob, Limits, WorkerServer, preload_modules
@@ -146,8 +146,8 @@ def validate_method(path: str | Path, task_name: str = DEFAULT_TASK, *, data_roo
         not of the method).
     """
     from benchmark.loaders import label_sources, load_cohort, resolve_data_root
-    from benchmark.runner import execute_fold, fold_views
-    from benchmark.splits import load_split_set
+    from benchmark.plan import build_plan
+    from benchmark.runner import RunConfig, execute_fold, fold_views
     from benchmark.task import load_task
 
     result = Validation()
@@ -190,13 +190,17 @@ def validate_method(path: str | Path, task_name: str = DEFAULT_TASK, *, data_roo
             result.problems.append(f"method '{spec.name}' needs modality '{absent[0]}' but task '{task.name}' has no "
                                    "data for it (for wsi: run `mmbench slides prepare` first)")
             return result
-        split = load_split_set(task, "own", data_root)
-        fold = split.folds[0]
-        modalities = resolve_modalities(spec, task.kinds)
-        views = fold_views(cohort, split, fold, modalities)
+        try:  # the plan `mmbench run` would execute for fold 0 (same params, modalities, split)
+            plan = build_plan(RunConfig(task=task.name, method=folder, folds=None, seed=seed, device=device,
+                                        data_root=data_root, labels_root=labels_root), cohort)
+        except MMBenchError as exc:
+            result.problems.append(str(exc))
+            return result
+        fold = plan.folds[0]
+        views = fold_views(cohort, plan.split, fold, plan.modalities)
         train, val, test = (smoke_slice(view, size) for view, size in zip(views, sizes))
         started = time.perf_counter()
-        outcome, _ = execute_fold(task, spec, dict(spec.params), train, val, test, seed, device, limits, server)
+        outcome, _ = execute_fold(task, spec, dict(plan.params), train, val, test, seed, device, limits, server)
         result.smoke_s = time.perf_counter() - started
     if outcome.failed:
         result.problems.append(f"{spec.path}: smoke fit/predict on {train.n}/{val.n}/{test.n} patients of "
