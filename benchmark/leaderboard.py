@@ -29,6 +29,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from benchmark.errors import DataError, UndefinedMetricError
+from benchmark.method import is_reference_record
 from benchmark.metrics import bootstrap_ci, mean_sd, paired_bootstrap_diff
 from benchmark.results import SPLIT_SETS, Run, read_predictions, read_store
 from benchmark.store import atomic_write_parquet, atomic_write_text
@@ -398,8 +399,10 @@ def _delta_vs_classical(
 ) -> pd.DataFrame:
     """Fill the Δ C columns of one (task, split set): paired difference to the best classical baseline.
 
-    The best classical baseline is the classical method (CoxPH, CoxNet, RSF)
-    with the highest Harrell C mean over its runs; its reference run is the
+    The best classical baseline is the reference baseline (a manifest under
+    baselines/ with ``reference = true``: CoxPH, CoxNet, RSF; see
+    :func:`benchmark.method.is_reference_record`) with the highest Harrell C
+    mean over its runs; its reference run is the
     one with the lowest seed (then run_id). Every other run is compared with
     that reference run fold by fold on the same test patients.
     """
@@ -412,7 +415,9 @@ def _delta_vs_classical(
         delta_c_per_fold=None,
     )
     by_dir = {(r.run_id, r.method, r.task, r.split_set): r for r in runs}
-    classical = group[group["method"].map(is_classical) & group["method_harrell_c_mean"].notna()]
+    declared = [is_reference_record(by_dir[(r.run_id, r.method, r.task, r.split_set)].record)
+                for r in group.itertuples()]  # manifest `reference = true`, never the method's name
+    classical = group[np.asarray(declared, dtype=bool) & group["method_harrell_c_mean"].notna().to_numpy()]
     if classical.empty:
         return group
     best_method = classical.sort_values(["method_harrell_c_mean", "method"], ascending=[False, True]).iloc[0]["method"]

@@ -42,7 +42,7 @@ from benchmark.errors import MethodError
 from benchmark.params import ParamSpec, declared_params
 
 __all__ = ["TABULAR_KINDS", "Context", "Prediction", "MethodSpec", "load_spec", "load_class", "resolve_modalities",
-           "check_prediction", "is_reference_method"]
+           "check_prediction", "is_reference_method", "is_reference_record"]
 
 REPO = Path(__file__).resolve().parents[1]
 TABULAR_KINDS = ("clinical", "rna", "cnv", "mut")
@@ -126,6 +126,26 @@ def is_reference_method(spec: MethodSpec) -> bool:
     """Whether a method is a classical Δ C reference: a folder under ``baselines/`` whose manifest says
     ``reference = true``. Never decided by name: a submission called ``coxph`` is not a reference."""
     return bool(spec.extra.get("reference", False) is True and spec.path.is_relative_to(REPO / "baselines"))
+
+
+def is_reference_record(record: dict[str, Any]) -> bool:
+    """Whether a run.json is a run of a classical Δ C reference.
+
+    Its ``method.reference`` (written by the runner from the manifest) decides.
+    A record written before that field existed counts when it is a baseline
+    run (``method_kind``) whose folder under ``baselines/`` declares
+    ``reference = true`` today; a submission never does, whatever its name.
+    """
+    method = record.get("method") or {}
+    if "reference" in method:
+        return method["reference"] is True
+    if record.get("method_kind") != "baseline":
+        return False
+    folder = REPO / "baselines" / Path(str(method.get("path", ""))).name
+    try:
+        return is_reference_method(load_spec(folder))
+    except MethodError:
+        return False
 
 
 def load_spec(path: str | Path) -> MethodSpec:

@@ -153,3 +153,28 @@ def test_a_fold_without_provenance_is_recomputed(toy, tmp_path):
     (result.run_dir / "fold_0" / "provenance.json").unlink()
     assert run(config).skipped == []
     assert (result.run_dir / "fold_0" / "provenance.json").is_file()
+
+
+# --------------------------------------------------------------------------- Δ C reference
+
+
+def test_reference_is_declared_in_the_manifest_never_by_name(toy, tmp_path):
+    from benchmark.leaderboard import build_leaderboard
+    from benchmark.method import is_reference_method, is_reference_record
+
+    assert [n for n in SHIPPED if is_reference_method(load_spec(REPO / "baselines" / n))] == ["coxnet", "coxph", "rsf"]
+    data_root, _ = toy
+    submission = tmp_path / "submissions" / "coxph"  # a submission that copies the baseline, name included
+    shutil.copytree(REPO / "baselines" / "coxph", submission)
+    assert load_spec(submission).name == "coxph" and not is_reference_method(load_spec(submission))
+    out = tmp_path / "runs"
+    result = run(RunConfig(task="toy", method=submission, data_root=data_root, out=out, in_process=True))
+    record = json.loads((result.run_dir / "run.json").read_text())
+    assert record["method"]["reference"] is False and not is_reference_record(record)
+    run(RunConfig(task="toy", method=METHODS / "oracle", data_root=data_root, out=out, in_process=True))
+    table = build_leaderboard(out, tmp_path / "board", n_boot=20).table
+    assert not table["is_reference"].any() and table["delta_c_reference"].isna().all()
+    # a legacy record (no `reference` field) counts only as a baseline whose manifest declares it
+    assert is_reference_record({"method": {"path": "/elsewhere/baselines/rsf"}, "method_kind": "baseline"})
+    assert not is_reference_record({"method": {"path": "/elsewhere/submissions/rsf"}, "method_kind": "submission"})
+    assert not is_reference_record({"method": {"path": "/x/baselines/snn"}, "method_kind": "baseline"})
