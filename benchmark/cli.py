@@ -263,7 +263,11 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
 
 def cmd_slides(args: argparse.Namespace) -> int:
-    from benchmark.slides import prepare_slides
+    try:
+        from benchmark.slides import prepare_slides
+    except ImportError as exc:  # openslide, opencv, timm, tifffile: the `slides` extra
+        raise MMBenchError(f"mmbench slides needs the slides extra ({exc.name or exc} is missing): "
+                           "pip install -e '.[slides]'") from None
 
     report = prepare_slides(Path(args.source), Path(args.out), encoder=args.encoder,
                             weights=Path(args.weights) if args.weights else None, target_mpp=args.target_mpp,

@@ -563,7 +563,7 @@ def _submitit_executor(config: ExecutorConfig, out: Path):
     try:
         import submitit
     except ImportError:
-        raise MMBenchError(f"--executor {config.kind} needs submitit: pip install submitit") from None
+        raise MMBenchError(f"--executor {config.kind} needs submitit: pip install -e '.[cluster]'") from None
     folder = config.log_folder or Path(out) / "_jobs"
     cluster = "local" if config.kind == "submitit-local" else "slurm"
     executor = submitit.AutoExecutor(folder=str(folder / "%j"), cluster=cluster)
@@ -646,7 +646,7 @@ def _execute_ray(cells, base, config, on_outcome):
     try:
         import ray
     except ImportError:
-        raise MMBenchError("--executor ray needs ray: pip install 'ray[default]'") from None
+        raise MMBenchError("--executor ray needs ray: pip install -e '.[cluster]'") from None
     started_here = not ray.is_initialized()
     if started_here:
         kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}

@@ -288,7 +288,7 @@ def pretrain_fold(task, spec, params: dict, cohort: Cohort, split, fold: int, co
                   train=None, val=None, test=None, seed=config.seed, device=device,
                   time_grid=np.asarray(task.time_grid, np.float64).copy(),
                   horizons=np.asarray(task.horizons, np.float64).copy(), task=task.name, mode="pretrain",
-                  corpus=corpus)
+                  stage=f"{__name__}:pretrain_in_worker", corpus=corpus)
     started = time.perf_counter()
     outcome = run_in_process(job) if server is None else server.run(job, config.limits)
     if outcome.failed:
