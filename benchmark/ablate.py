@@ -42,6 +42,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.errors import MMBenchError
+from benchmark.metric_registry import PRIMARY
 
 N_BOOT = 2000
 CONFIG_FIELDS = ("out", "report", "tasks", "methods", "strategies", "regimes", "label_budgets", "seeds", "folds",
@@ -209,7 +210,7 @@ def run_ablation(config_path: Path, out: Path | None = None, report: Path | None
         for fold, metrics in result.fold_metrics.items():
             rows.append({"task": cell.task, "method": Path(cell.method).name, "strategy": cell.strategy,
                          "regime": cell.regime, "budget": cell.budget, "seed": cell.seed, "fold": fold,
-                         "harrell_c": metrics.get("harrell_c"), "run_dir": str(result.run_dir)})
+                         PRIMARY: metrics.get(PRIMARY), "run_dir": str(result.run_dir)})
     frame = pd.DataFrame(rows)
     settings = (f"Split set `{config.get('split_set', 'own')}`, folds {config.get('folds') or 'all'}, "
                 f"seeds {config['seeds']}, corpus `{config.get('corpus', 'auto')}`; method params of every cell "
@@ -227,10 +228,10 @@ def paired_differences(frame: pd.DataFrame) -> pd.DataFrame:
     Returns one row per pair: task, method, strategy, regime, budget, seed, fold, diff.
     """
     keys = ["task", "method", "budget", "seed", "fold"]
-    reference = frame[frame["strategy"] == "none"][keys + ["harrell_c"]].rename(columns={"harrell_c": "reference"})
+    reference = frame[frame["strategy"] == "none"][keys + [PRIMARY]].rename(columns={PRIMARY: "reference"})
     others = frame[frame["strategy"] != "none"].merge(reference, on=keys, how="inner")
-    others["diff"] = others["harrell_c"] - others["reference"]
-    return others[keys[:2] + ["strategy", "regime"] + keys[2:] + ["harrell_c", "reference", "diff"]]
+    others["diff"] = others[PRIMARY] - others["reference"]
+    return others[keys[:2] + ["strategy", "regime"] + keys[2:] + [PRIMARY, "reference", "diff"]]
 
 
 def bootstrap_mean_ci(values: np.ndarray, n_boot: int = N_BOOT, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
@@ -319,7 +320,7 @@ def budget_plot(frame: pd.DataFrame, task: str, method: str, path: Path) -> None
     data = frame[(frame["task"] == task) & (frame["method"] == method)]
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for (strategy, regime), group in data.groupby(["strategy", "regime"]):
-        stats = group.groupby("budget")["harrell_c"].agg(["mean", "std"]).sort_index()
+        stats = group.groupby("budget")[PRIMARY].agg(["mean", "std"]).sort_index()
         label = strategy if strategy == "none" else f"{strategy} ({regime})"
         ax.errorbar(stats.index * 100, stats["mean"], yerr=stats["std"].fillna(0), marker="o", capsize=3, label=label)
     ax.set_xlabel("labelled training patients (%)")
@@ -350,7 +351,7 @@ def write_report(frame: pd.DataFrame, report: Path, command: str = "", settings:
     summary.to_csv(report / "differences.csv", index=False)
     for task in sorted(frame["task"].unique()):
         lines += [f"## {task}", ""]
-        ref = frame[(frame["task"] == task) & (frame["strategy"] == "none")].groupby(["method", "budget"])["harrell_c"]
+        ref = frame[(frame["task"] == task) & (frame["strategy"] == "none")].groupby(["method", "budget"])[PRIMARY]
         lines += ["Reference (`none`): " + "; ".join(f"{m} @ {b:.0%}: C = {v:.3f}" for (m, b), v in ref.mean().items()), ""]
         part = summary[summary["task"] == task] if not summary.empty else summary
         if part.empty:

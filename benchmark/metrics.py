@@ -52,6 +52,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from benchmark.errors import DataError, UndefinedMetricError
+from benchmark.metric_registry import METRICS
 
 TIED_TOL = 1e-8
 """Two risks closer than this count as tied (scikit-survival's ``tied_tol``)."""
@@ -612,8 +613,8 @@ def evaluate_fold(train_time, train_event, time, event, risk, survival, grid, ho
             undefined[f"td_auc@{x:g}"] = _horizon_reason(x, t, e, tt.max()) or why
 
     if survival is None:
-        out["ibs"] = out["antolini_c"] = None
-        undefined["ibs"] = undefined["antolini_c"] = NO_CURVES
+        for name in (m.name for m in METRICS if m.needs_curves):  # ibs, antolini_c
+            out[name], undefined[name] = None, NO_CURVES
     else:
         if grid is None:
             raise DataError("survival curves were given without their time grid")

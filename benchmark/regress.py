@@ -44,11 +44,11 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.errors import MMBenchError
+from benchmark.metric_registry import METRIC_NAMES, is_better
 from benchmark.store import atomic_write_json
 
 REPO = Path(__file__).resolve().parents[1]
-METRICS = ("harrell_c", "uno_c", "td_auc_mean", "ibs", "antolini_c")
-LOWER_IS_BETTER = ("ibs",)
+METRICS = METRIC_NAMES  # every metric of the registry, each compared in its own direction
 K = 3.0
 FLOOR = 0.005
 
@@ -218,8 +218,7 @@ def compare_case(record: dict[str, Any], measured: dict[str, Any]) -> list[Compa
         elif abs(new - old) <= tol + 1e-12:
             status = "ok"
         else:
-            better = (new < old) if metric in LOWER_IS_BETTER else (new > old)
-            status = "BETTER" if better else "WORSE"
+            status = "BETTER" if is_better(metric, new, old) else "WORSE"
         rows.append(Comparison(record["name"], metric, old, new, tol, status))
     return rows
 
