@@ -435,6 +435,9 @@ def score_fold(task: TaskSpec, fold: int, train: Cohort, val: Cohort, test: Coho
         "threads": worker_profile.get("threads"),
         "worker_s": worker_profile.get("worker_s"),
         "sandbox": bool(worker_profile.get("sandbox", False)),
+        # did the fit train? (benchmark.fitcheck; issue 13)
+        **{k: worker_profile.get(k) for k in ("best_epoch", "epochs_run", "n_fits", "first_epoch_fits",
+                                              "train_cindex", "val_cindex")},
     }
     atomic_write_parquet(staging / "predictions.parquet", frame)
     atomic_write_json(staging / "profile.json", profile)

@@ -322,7 +322,28 @@ def fit_and_predict(job: FoldJob, scratch_dir: Path, *, on_stage: Callable[[str]
         "n_params": count_parameters(method),
         "threads": thread_count(),
     }
+    on_stage("fit_check")
+    profile.update(_fit_check(method, job, ctx))
     return raw, profile
+
+
+def _fit_check(method: Any, job: FoldJob, ctx: Any) -> dict[str, Any]:
+    """Train and val Harrell C of the fitted method (predicted on unlabelled views) and its epoch bookkeeping.
+
+    Only the training and validation labels, which the method saw, are used.
+    A method whose ``predict`` fails on those views gets None (its test
+    prediction decides the fold, not this check).
+    """
+    from benchmark.fitcheck import harrell_or_none, training_summary
+
+    check: dict[str, Any] = training_summary(method)
+    for role, view in (("train", job.train), ("val", job.val)):
+        try:
+            risk, _ = prediction_arrays(method.predict(view.without_labels(), ctx), job.method_name)
+            check[f"{role}_cindex"] = harrell_or_none(*view.labels(), risk)
+        except Exception:  # noqa: BLE001 - a diagnostic, never a fold failure
+            check[f"{role}_cindex"] = None
+    return check
 
 
 def prediction_arrays(raw: Any, method: str) -> tuple[np.ndarray, np.ndarray | None]:

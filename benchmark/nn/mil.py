@@ -58,6 +58,7 @@ from benchmark.bags import bag_lengths, feature_dim, read_bag
 from benchmark.errors import MethodError
 from benchmark.method import Prediction
 from benchmark.nn.discrete import discrete_prediction, fit_bins, nll_objective, risk_from_hazards
+from benchmark.nn.freeze import train_mode
 from benchmark.nn.train import TrainConfig, TrainResult, resolve_device, seed_everything
 
 Tensors = dict[str, torch.Tensor]
@@ -609,7 +610,7 @@ def train_mil(
     history: list[dict[str, float]] = []
     epoch = 0
     for epoch in range(1, config.epochs + 1):
-        model.train()
+        train_mode(model)  # frozen encoders stay in eval mode (issue 13)
         order = rng.permutation(train.n)
         plan, step_of = [], []
         for s, start in enumerate(range(0, train.n, config.bags_per_step)):

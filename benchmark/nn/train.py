@@ -22,6 +22,7 @@ from sksurv.metrics import concordance_index_censored
 from torch import nn
 
 from benchmark.errors import MethodError
+from benchmark.nn.freeze import train_mode
 
 Tensors = dict[str, torch.Tensor]
 
@@ -221,7 +222,7 @@ def train_model(
     history: list[dict[str, float]] = []
     epoch = 0
     for epoch in range(1, config.epochs + 1):
-        model.train()
+        train_mode(model)  # frozen encoders stay in eval mode (issue 13)
         order = torch.from_numpy(rng.permutation(n))
         total = 0.0
         for start in range(0, n, config.batch_size):

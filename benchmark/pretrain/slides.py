@@ -59,6 +59,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from benchmark.errors import MethodError
+from benchmark.nn.freeze import train_mode
 from benchmark.nn.mil import BagData, BatchReader, PackedBags, segment_mean
 from benchmark.pretrain.strategies import (PretrainConfig, PretrainResult, _embed, check_strategy, infonce,
                                            stratified_cox_loss, time_module)
@@ -359,8 +360,8 @@ def pretrain_with_slides(encoders: nn.ModuleDict, bag_encoder: nn.Module, inputs
     dev = torch.device(config.device if config.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
-    encoders.to(dev).train()
-    bag_encoder.to(dev).train()
+    train_mode(encoders.to(dev))
+    train_mode(bag_encoder.to(dev))
     with torch.no_grad():
         probe = _embed(encoders, {m: v[:2].to(dev) for m, v in inputs.items()})
         bag_dim = bag_encoder(PackedBags(torch.zeros(0, feature_dim), torch.zeros(0, dtype=torch.long),

@@ -66,6 +66,7 @@ from torch.nn import functional as F
 
 from benchmark.errors import MethodError
 from benchmark.features import TabularPreprocessor
+from benchmark.nn.freeze import freeze, train_mode
 
 STRATEGIES = ("none", "masked", "contrastive", "translation", "supervised-pancancer")
 REGIMES = ("probe", "finetune", "scratch")
@@ -372,7 +373,7 @@ def pretrain_encoders(encoders: nn.ModuleDict, inputs: dict, observed: dict, str
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    encoders.to(dev).train()
+    train_mode(encoders.to(dev))
     with torch.no_grad():
         probe = _embed(encoders, {m: v[:2].to(dev) for m, v in inputs.items()})
     heads = StrategyHeads(strategy, {m: e.shape[1] for m, e in probe.items()},
@@ -415,7 +416,8 @@ def parameter_groups(model: nn.Module, encoders: list[nn.Module], regime: str, l
                      encoder_lr_scale: float = 0.1) -> list[dict]:
     """Optimiser parameter groups of an adaptation regime.
 
-    ``probe``: encoder weights get ``requires_grad = False`` and are left out;
+    ``probe``: encoders are frozen (:func:`benchmark.nn.freeze.freeze`: no gradient, eval mode,
+    kept in eval mode by every training loop) and their weights are left out;
     ``finetune``: encoders at ``lr * encoder_lr_scale``, the rest at ``lr``;
     ``scratch``: one group, every weight at ``lr``.
 
@@ -429,8 +431,8 @@ def parameter_groups(model: nn.Module, encoders: list[nn.Module], regime: str, l
     rest = [p for p in model.parameters() if id(p) not in encoder_ids]
     enc_params = [p for p in model.parameters() if id(p) in encoder_ids]
     if regime == "probe":
-        for p in enc_params:
-            p.requires_grad_(False)
+        for enc in encoders:
+            freeze(enc)  # no gradient and eval mode: training loops keep it quiet (benchmark.nn.freeze)
         return [{"params": rest}]
     if regime == "finetune":
         return [{"params": rest}, {"params": enc_params, "lr": lr * float(encoder_lr_scale)}]
