@@ -216,6 +216,12 @@ def build_plan(config, cohort: Cohort | None = None, *, load_data: bool = True) 
         raise MethodError(f"method '{spec.name}' has no pretrain method: pretrain_strategy "
                           f"'{settings.strategy}' needs a method with pretraining hooks (e.g. baselines/early-fusion)")
     check_params(spec.declared_params(), dict(config.params), spec.name, spec.path / "method.toml")
+    if settings.pretrains and settings.strategy == "supervised-pancancer":  # impossible corpora, found per fold before
+        if settings.corpus == "same-cohort":
+            raise MethodError("pretrain_strategy supervised-pancancer pretrains on other cohorts: "
+                              "use pretrain_corpus pancancer, pan-cardio or auto, not same-cohort")
+        if settings.transductive:
+            raise MethodError("pretrain_transductive cannot be combined with pretrain_strategy supervised-pancancer")
     missing_policy(spec)
     modalities = resolve_modalities(spec, task.kinds, override)
     device = resolve_device(config.device)

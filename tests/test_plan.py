@@ -178,3 +178,19 @@ def test_reference_is_declared_in_the_manifest_never_by_name(toy, tmp_path):
     assert is_reference_record({"method": {"path": "/elsewhere/baselines/rsf"}, "method_kind": "baseline"})
     assert not is_reference_record({"method": {"path": "/elsewhere/submissions/rsf"}, "method_kind": "submission"})
     assert not is_reference_record({"method": {"path": "/x/baselines/snn"}, "method_kind": "baseline"})
+
+
+@pytest.mark.parametrize("params,message", [
+    (["pretrain_strategy=supervised-pancancer", "pretrain_corpus=same-cohort"], "pretrains on other cohorts"),
+    (["pretrain_strategy=supervised-pancancer", "pretrain_transductive=true"], "cannot be combined"),
+    (["pretrain_strategy=masked", "regime=scratch"], "regime 'scratch' trains without pretraining"),
+    (["modalities=wsi"], "needs modality 'wsi', which the task lacks"),
+])
+def test_impossible_transfer_settings_and_missing_modalities_exit_2_before_anything_is_written(
+        params, message, tmp_path, capsys):
+    out = tmp_path / "runs"
+    argv = ["run", "--task", "cardio-smart", "--method", str(REPO / "baselines" / "early-fusion"), "--out", str(out)]
+    status = main(argv + [x for p in params for x in ("--param", p)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(err) == 1 and message in err[0], err
+    assert not out.exists()
