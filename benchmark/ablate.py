@@ -24,8 +24,9 @@ Config (example: ``leaderboard/ablation.example.toml``)::
     epochs = 30
 
 Report (``<report>/``): ``README.md`` (per task: C-index of each strategy
-minus ``none``, paired by fold and seed, with a bootstrap 95 % CI over the
-(fold, seed) pairs, a note where it crosses 0; which strategies win where;
+minus ``none``, paired by fold and seed, with a 95 % CI over the (fold, seed)
+pairs from the corrected resampled t-test of Nadeau & Bengio (2003), which
+accounts for the training sets the folds share, a note where it crosses 0; which strategies win where;
 cancer-vs-cardio agreement of strategy rankings as Kendall's tau with a
 bootstrap CI), ``cells.csv`` (one row per fold), ``differences.csv``, and
 ``budget-<task>-<method>.png`` label-budget curves.
@@ -33,6 +34,7 @@ bootstrap CI), ``cells.csv`` (one row per fold), ``differences.csv``, and
 
 from __future__ import annotations
 
+import json
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -208,15 +210,25 @@ def run_ablation(config_path: Path, out: Path | None = None, report: Path | None
         log(f"[{i}/{len(cells)}] {cell.task} {Path(cell.method).name} {cell.strategy}/{cell.regime} "
             f"budget={cell.budget:g} seed={cell.seed}: {status}")
         for fold, metrics in result.fold_metrics.items():
+            sizes = _fold_sizes(result.run_dir / f"fold_{fold}")
             rows.append({"task": cell.task, "method": Path(cell.method).name, "strategy": cell.strategy,
                          "regime": cell.regime, "budget": cell.budget, "seed": cell.seed, "fold": fold,
-                         PRIMARY: metrics.get(PRIMARY), "run_dir": str(result.run_dir)})
+                         PRIMARY: metrics.get(PRIMARY), **sizes, "run_dir": str(result.run_dir)})
     frame = pd.DataFrame(rows)
     settings = (f"Split set `{config.get('split_set', 'own')}`, folds {config.get('folds') or 'all'}, "
                 f"seeds {config['seeds']}, corpus `{config.get('corpus', 'auto')}`; method params of every cell "
                 f"(`none` included): {config.get('params') or 'the methods defaults'}.")
     write_report(frame, report, command=f"mmbench ablate {config_path}", settings=settings)
     return report
+
+
+def _fold_sizes(fold_dir: Path) -> dict[str, Any]:
+    """``n_train`` (patients the method was fitted on) and ``n_test`` of a fold, from its profile.json."""
+    try:
+        profile = json.loads((fold_dir / "profile.json").read_text())
+    except (OSError, ValueError):
+        return {"n_train": None, "n_test": None}
+    return {"n_train": profile.get("n_train"), "n_test": profile.get("n_test")}
 
 
 # --------------------------------------------------------------------------- statistics
@@ -231,7 +243,11 @@ def paired_differences(frame: pd.DataFrame) -> pd.DataFrame:
     reference = frame[frame["strategy"] == "none"][keys + [PRIMARY]].rename(columns={PRIMARY: "reference"})
     others = frame[frame["strategy"] != "none"].merge(reference, on=keys, how="inner")
     others["diff"] = others[PRIMARY] - others["reference"]
-    return others[keys[:2] + ["strategy", "regime"] + keys[2:] + [PRIMARY, "reference", "diff"]]
+    sizes = []
+    if {"n_train", "n_test"} <= set(others.columns):  # cells.csv written before fold sizes were recorded lack them
+        others["test_train_ratio"] = others["n_test"] / others["n_train"]
+        sizes = ["test_train_ratio"]
+    return others[keys[:2] + ["strategy", "regime"] + keys[2:] + [PRIMARY, "reference", "diff", *sizes]]
 
 
 def bootstrap_mean_ci(values: np.ndarray, n_boot: int = N_BOOT, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
@@ -246,11 +262,48 @@ def bootstrap_mean_ci(values: np.ndarray, n_boot: int = N_BOOT, seed: int = 0, l
     return float(low), float(high)
 
 
+def corrected_t_ci(values: np.ndarray, test_train_ratio: float, level: float = 0.95) -> tuple[float, float]:
+    """Corrected resampled t interval of the mean of J paired differences from resampled train/test splits.
+
+    The folds (and seeds) of one split set share most of their training
+    patients, so their differences are positively correlated and the plain
+    variance of the mean, ``s^2 / J``, is too small. Nadeau & Bengio's
+    correction uses ``(1 / J + n_test / n_train) * s^2`` with a t quantile of
+    J - 1 degrees of freedom (Nadeau & Bengio, Inference for the generalization
+    error, Machine Learning 52:239-281, 2003; Bouckaert & Frank, PAKDD 2004,
+    for repeated cross-validation). (nan, nan) with fewer than 2 pairs.
+
+    Parameters
+    ----------
+    values : ndarray of float64, shape (J,)
+        Paired differences, one per (fold, seed).
+    test_train_ratio : float
+        ``n_test / n_train`` of the folds (their mean).
+    level : float
+        Coverage in (0, 1).
+    """
+    from scipy.stats import t as student_t
+
+    values = np.asarray(values, dtype=np.float64)
+    if len(values) < 2 or not np.isfinite(test_train_ratio):
+        return float("nan"), float("nan")
+    scale = np.sqrt((1.0 / len(values) + test_train_ratio) * values.var(ddof=1))
+    half = float(student_t.ppf((1 + level) / 2, len(values) - 1) * scale)
+    return float(values.mean() - half), float(values.mean() + half)
+
+
 def summarise_differences(diffs: pd.DataFrame) -> pd.DataFrame:
-    """Per task, method, strategy, regime, budget: mean difference, 95 % CI, pairs, whether the CI crosses 0."""
+    """Per task, method, strategy, regime, budget: mean difference, 95 % CI, pairs, whether the CI crosses 0.
+
+    The CI is :func:`corrected_t_ci` when the folds' sizes are known, else (cells of older reports)
+    the percentile bootstrap over the pairs, :func:`bootstrap_mean_ci`.
+    """
     rows = []
     for key, group in diffs.groupby(["task", "method", "strategy", "regime", "budget"], sort=True):
-        low, high = bootstrap_mean_ci(group["diff"].to_numpy())
+        if "test_train_ratio" in group and group["test_train_ratio"].notna().all():
+            low, high = corrected_t_ci(group["diff"].to_numpy(), float(group["test_train_ratio"].mean()))
+        else:
+            low, high = bootstrap_mean_ci(group["diff"].to_numpy())
         rows.append({**dict(zip(["task", "method", "strategy", "regime", "budget"], key)),
                      "mean_diff": float(group["diff"].mean()), "ci_low": low, "ci_high": high,
                      "n_pairs": len(group), "crosses_0": bool(np.isfinite(low) and not (low > 0 or high < 0))})
@@ -341,7 +394,9 @@ def write_report(frame: pd.DataFrame, report: Path, command: str = "", settings:
     lines = ["# Transfer-learning ablation", "",
              f"Generated by `{command}`. Harrell's C on each fold's test patients; differences are "
              "strategy minus `none` (same task, method, label budget, seed and fold), mean over the "
-             f"(fold, seed) pairs with a percentile bootstrap 95 % CI over those pairs ({N_BOOT} resamples).", "",
+             "(fold, seed) pairs with a 95 % CI from the corrected resampled t-test (Nadeau & Bengio 2003: "
+             "the variance of the mean is inflated by n_test / n_train because the folds share training "
+             f"patients; reports of cells without fold sizes: percentile bootstrap, {N_BOOT} resamples).", "",
              *([settings, ""] if settings else [])]
     if frame.empty:
         (report / "README.md").write_text("\n".join(lines + ["No finished cells."]) + "\n")
