@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -33,15 +32,13 @@ from benchmark.cohort import Cohort
 from benchmark.errors import DataError, MethodError
 from benchmark.method import MethodSpec, is_reference_method, load_spec, resolve_modalities
 from benchmark.params import check_params
+from benchmark.profiling import KEYED_PACKAGES, code_versions, engine_hash
 from benchmark.splits import SplitSet, load_split_set
 from benchmark.task import TaskSpec, load_task
 
 __all__ = ["RunPlan", "build_plan", "engine_hash", "code_versions", "KEYED_PACKAGES", "resolve_device",
            "task_file_hash", "run_id_for"]
 
-PACKAGE = Path(__file__).resolve().parent
-KEYED_PACKAGES = ("torch", "scikit-survival", "pycox")
-"""Packages whose version is part of every fold key (they decide model fits and metrics)."""
 
 
 @dataclass(frozen=True)
@@ -116,28 +113,6 @@ class RunPlan:
         """The fold key: sha256 hex of :meth:`key_fields` (same for every fold of the plan)."""
         blob = json.dumps(self.key_fields(), sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()
-
-
-def engine_hash(package: Path = PACKAGE) -> str:
-    """sha256 over the source of every ``benchmark`` module (``.py`` files sorted by relative path), hex."""
-    digest = hashlib.sha256()
-    for file in sorted(package.rglob("*.py")):
-        if "__pycache__" in file.parts:
-            continue
-        digest.update(str(file.relative_to(package)).encode())
-        digest.update(file.read_bytes())
-    return digest.hexdigest()
-
-
-def code_versions() -> dict[str, str]:
-    """Installed versions of :data:`KEYED_PACKAGES` (``absent`` when not installed)."""
-    versions = {}
-    for name in KEYED_PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "absent"
-    return versions
 
 
 def resolve_device(device: str) -> str:

@@ -12,7 +12,8 @@ from benchmark.cli import main
 from benchmark.errors import MethodError
 from benchmark.method import load_spec
 from benchmark.params import ParamSpec, check_params, check_value, declared_params
-from benchmark.plan import build_plan, engine_hash
+from benchmark.plan import build_plan
+from benchmark.profiling import engine_hash
 from benchmark.runner import RunConfig, run
 from conftest import METHODS, REPO
 
@@ -130,7 +131,6 @@ def test_a_fold_computed_by_older_engine_code_is_recomputed_and_kept_provenance_
     assert run(config).skipped == [0, 1]  # same code: both folds kept
 
     monkeypatch.setattr(plan_module, "engine_hash", lambda package=None: "a-later-engine")
-    monkeypatch.setattr(plan_module, "git_sha", lambda repo: "later", raising=False)
     again = run(RunConfig(**{**config.__dict__, "folds": [1]}))
     assert again.skipped == []  # fold 1 recomputed under the new key
     assert again.run_dir == first.run_dir

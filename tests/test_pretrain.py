@@ -90,8 +90,9 @@ def test_no_test_or_val_patient_reaches_pretrain_tcga(pooled, tmp_path, strategy
     config = RunConfig(task="toy", method=SPY, folds=[0, 1], out=out, data_root=data_root, in_process=True,
                        params={"pretrain_strategy": strategy, "pretrain_corpus": corpus})
     if strategy == "supervised-pancancer" and corpus == "same-cohort":
-        with pytest.raises(DataError, match="other cohorts"):
+        with pytest.raises(MethodError, match="other cohorts"):  # refused by the plan, before anything is written
             run(config)
+        assert not out.exists()
         return
     result = run(config)
     assert not result.failures

@@ -221,8 +221,11 @@ def cache_key(settings: TransferSettings, corpus_source: str, corpus_sha: str, f
     else:
         raise MethodError(f"method '{spec.name}': unknown pretrain_encoders '{family}' "
                           f"(known: {', '.join(SHARED_ENCODERS)})")
+    from benchmark.profiling import code_versions, engine_hash
+
     blob = json.dumps({"strategy": settings.strategy, "corpus": corpus_source, "corpus_sha256": corpus_sha,
-                       "fold": int(fold), "seed": int(seed), "method": owner, "code": code, "params": kept},
+                       "fold": int(fold), "seed": int(seed), "method": owner, "code": code, "params": kept,
+                       "engine": engine_hash(), "versions": code_versions()},  # as the fold key: no stale weights
                       sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
