@@ -194,3 +194,14 @@ def test_impossible_transfer_settings_and_missing_modalities_exit_2_before_anyth
     err = capsys.readouterr().err.strip().splitlines()
     assert status == 2 and len(err) == 1 and message in err[0], err
     assert not out.exists()
+
+
+def test_pretraining_cache_key_covers_the_engine(monkeypatch):
+    import benchmark.profiling as profiling
+    from benchmark.pretrain.stage import cache_key, transfer_settings
+
+    spec = load_spec(REPO / "baselines" / "early-fusion")
+    settings = transfer_settings({"pretrain_strategy": "masked"})
+    key = cache_key(settings, "same-cohort", "sha", 0, 0, spec, dict(spec.params))
+    monkeypatch.setattr(profiling, "engine_hash", lambda package=None: "edited")
+    assert cache_key(settings, "same-cohort", "sha", 0, 0, spec, dict(spec.params)) != key
