@@ -46,6 +46,10 @@ import pandas as pd
 from benchmark.errors import MMBenchError
 from benchmark.metric_registry import PRIMARY
 
+__all__ = ["N_BOOT", "CONFIG_FIELDS", "AblationCell", "load_ablation", "ablation_cells", "check_cells", "cell_config",
+           "run_ablation", "paired_differences", "bootstrap_mean_ci", "corrected_t_ci",
+           "summarise_differences", "domain_of", "ranking_agreement", "budget_plot", "write_report"]
+
 N_BOOT = 2000
 CONFIG_FIELDS = ("out", "report", "tasks", "methods", "strategies", "regimes", "label_budgets", "seeds", "folds",
                  "corpus", "split_set", "params")

@@ -30,6 +30,8 @@ from typing import Any
 
 from benchmark.errors import MMBenchError
 
+__all__ = ["main", "build_parser"]
+
 
 def parse_param(text: str) -> tuple[str, Any]:
     """``key=value`` -> (key, value) with value parsed as a TOML literal when possible, else a string."""

@@ -61,6 +61,10 @@ from typing import Any, Callable
 from benchmark.errors import MMBenchError
 from benchmark.store import atomic_write_json
 
+__all__ = ["EXECUTORS", "Cell", "freeze_params", "CellOutcome", "ExecutorConfig", "load_executor_config", "load_grid",
+           "expand_grid", "run_dir_of", "prepare_runs", "finalize_runs", "run_cell", "run_cells",
+           "GridResult", "run_grid", "write_report", "cells_for_run"]
+
 EXECUTORS = ("local", "submitit-local", "slurm", "ray")
 
 

@@ -6,6 +6,7 @@ measured in one run (benchmarks), never against a fixed threshold.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import resource
@@ -16,8 +17,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 from importlib import metadata
-import hashlib
 from pathlib import Path
+
+__all__ = ["current_rss_mb", "PeakMemory", "Stopwatch", "count_parameters", "thread_count", "package_versions",
+           "git_sha", "host_info", "PACKAGE", "KEYED_PACKAGES", "engine_hash", "code_versions"]
 
 
 def current_rss_mb() -> float:

@@ -47,6 +47,10 @@ from benchmark.errors import MMBenchError
 from benchmark.metric_registry import METRIC_NAMES, is_better
 from benchmark.store import atomic_write_json
 
+__all__ = ["REPO", "METRICS", "K", "FLOOR", "Case", "DEFAULT_CASES", "tolerance", "measure_case", "case_record",
+           "case_of", "Comparison", "compare_case", "format_table", "read_reference", "write_reference",
+           "regress"]
+
 REPO = Path(__file__).resolve().parents[1]
 METRICS = METRIC_NAMES  # every metric of the registry, each compared in its own direction
 K = 3.0

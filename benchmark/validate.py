@@ -30,6 +30,9 @@ from benchmark.method import TABULAR_KINDS, is_reference_method, load_spec, reso
 from benchmark.params import describe_params
 from benchmark.worker import FoldJob, Limits, WorkerServer, preload_modules
 
+__all__ = ["DEFAULT_TASK", "SMOKE_SIZES", "MANIFEST_FIELDS", "Validation", "manifest_problems", "modality_problems",
+           "smoke_slice", "validate_method", "print_validation"]
+
 DEFAULT_TASK = "geo-gse7390"
 SMOKE_SIZES = (40, 10, 10)
 MANIFEST_FIELDS = ("name", "description", "entry", "modalities", "paper", "params", "optional_modalities",

@@ -43,6 +43,10 @@ import numpy as np
 from benchmark.cohort import Cohort
 from benchmark.errors import MethodError
 
+__all__ = ["REPO", "FINETUNE_ONLY", "TransferSettings", "transfer_settings", "lacks_pretraining_hooks", "budget_order",
+           "budget_subset", "SHARED_ENCODERS", "BAG_ENCODERS", "cache_key", "pretrain_fold",
+           "pretrain_in_worker"]
+
 REPO = Path(__file__).resolve().parents[2]
 FINETUNE_ONLY = ("regime", "label_budget", "encoder_lr_scale")
 """Params that do not change pretraining (left out of the cache key)."""
