@@ -34,7 +34,7 @@ import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -42,7 +42,7 @@ from benchmark.errors import MethodError
 from benchmark.params import ParamSpec, declared_params
 
 __all__ = ["TABULAR_KINDS", "Context", "Prediction", "MethodSpec", "load_spec", "load_class", "resolve_modalities",
-           "check_prediction", "is_reference_method", "is_reference_record"]
+           "check_prediction", "is_reference_method", "is_reference_record", "Method"]
 
 REPO = Path(__file__).resolve().parents[1]
 TABULAR_KINDS = ("clinical", "rna", "cnv", "mut")
@@ -94,6 +94,22 @@ class Prediction:
 
     risk: np.ndarray
     survival: np.ndarray | None = None
+
+
+@runtime_checkable
+class Method(Protocol):
+    """What a method folder's entry class provides (built as ``Class(**params)``; :func:`load_class` checks it).
+
+    Optional transfer hooks, used when ``pretrain_strategy`` is not ``none``:
+    ``pretrain(corpus, ctx)``, ``pretrained_state() -> dict[str, ndarray]`` and
+    ``load_pretrained(state, ctx)`` (see :mod:`benchmark.pretrain.stage`).
+    """
+
+    def fit(self, train: Any, val: Any, ctx: Context) -> None:
+        """Fit on labelled train and val views (:class:`benchmark.cohort.Cohort`)."""
+
+    def predict(self, data: Any, ctx: Context) -> Prediction:
+        """Risks (and optionally curves) for an unlabelled view."""
 
 
 @dataclass(frozen=True)

@@ -205,3 +205,11 @@ def test_pretraining_cache_key_covers_the_engine(monkeypatch):
     key = cache_key(settings, "same-cohort", "sha", 0, 0, spec, dict(spec.params))
     monkeypatch.setattr(profiling, "engine_hash", lambda package=None: "edited")
     assert cache_key(settings, "same-cohort", "sha", 0, 0, spec, dict(spec.params)) != key
+
+
+@pytest.mark.parametrize("folder", FOLDERS, ids=lambda p: p.name)
+def test_every_shipped_method_satisfies_the_method_protocol(folder):
+    from benchmark.method import Method, load_class
+
+    spec = load_spec(folder)
+    assert isinstance(load_class(spec)(**spec.params), Method)
