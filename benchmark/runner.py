@@ -44,7 +44,7 @@ from benchmark.loaders import label_sources, resolve_data_root
 from benchmark.method import MethodSpec, Prediction, check_prediction, load_class, load_spec
 from benchmark.plan import (RunPlan, build_plan, engine_hash, missing_policy, resolve_device, run_id_for,
                             task_file_hash)
-from benchmark.pretrain.stage import budget_subset, pretrain_fold
+from benchmark.pretrain.stage import transfer_stage
 from benchmark.profiling import git_sha, host_info, package_versions
 from benchmark.splits import SplitSet, patients_in_several_roles
 from benchmark.store import atomic_write_json, atomic_write_parquet
@@ -199,7 +199,7 @@ def execute_plan(plan: RunPlan, on_fold: Callable[[int, dict], None] | None = No
     holds the plan's key, and recomputed otherwise (the code, params, split,
     or package versions that produced it changed, or it predates fold keys).
     """
-    config, task, spec, params, split = plan.config, plan.task, plan.method, plan.params, plan.split
+    config, task, spec = plan.config, plan.task, plan.method
     run_dir = plan.run_dir
     existed = run_dir.exists()
     record = run_record(plan)
@@ -341,12 +341,9 @@ def run_fold(plan: RunPlan, fold: int, fold_dir: Path, progress: Any, server: Wo
     train, val, test = fold_views(cohort, plan.split, fold, modalities)
     if missing_policy(spec) == "drop":
         train, val = drop_missing_bags(train), drop_missing_bags(val)
-    # transfer learning (benchmark.pretrain): a cached pretraining job on a corpus without this fold's test
-    # (and val) patients, then fit on the label-budget subset of the training patients
-    pretrained, pretrain_info, pretrain_failure = pretrain_fold(
-        task, spec, params, cohort.with_modalities([m for m in modalities if m in cohort.modalities]), plan.split,
-        fold, config, device, server)
-    train = budget_subset(train, pretrain_info["label_budget"], plan.seed, fold)
+    # the plan's transfer stage (benchmark.pretrain.stage): pretrained weights and the training view to fit on
+    stage = transfer_stage(plan, fold, train, server)
+    pretrained, pretrain_failure, train = stage.pretrained, stage.failure, stage.train
     epoch_progress = (lambda done, total: progress("epoch", done, total)) if progress else None
     if pretrain_failure is not None:
         outcome, prediction = pretrain_failure, None
@@ -362,8 +359,8 @@ def run_fold(plan: RunPlan, fold: int, fold_dir: Path, progress: Any, server: Wo
         else:
             result = score_fold(task, fold, train, val, test, prediction, outcome.profile, device, staging)
             atomic_write_json(staging / "provenance.json", fold_provenance(plan, fold))
-        if pretrain_info["pretrain_strategy"] != "none" or pretrain_info["label_budget"] < 1.0:
-            atomic_write_json(staging / "pretrain.json", {**pretrain_info, "n_train_fit": train.n})
+        if stage.record is not None:
+            atomic_write_json(staging / "pretrain.json", stage.record)
         if fold_dir.exists():  # a failed fold being retried, or an incomplete folder from an older layout
             shutil.rmtree(fold_dir)
         os.rename(staging, fold_dir)
