@@ -36,7 +36,7 @@ from benchmark.profiling import KEYED_PACKAGES, code_versions, engine_hash
 from benchmark.splits import SplitSet, load_split_set
 from benchmark.task import TaskSpec, load_task
 
-__all__ = ["RunPlan", "build_plan", "engine_hash", "code_versions", "KEYED_PACKAGES", "resolve_device",
+__all__ = ["RunPlan", "build_plan", "key_of", "engine_hash", "code_versions", "KEYED_PACKAGES", "resolve_device",
            "task_file_hash", "run_id_for"]
 
 
@@ -111,8 +111,12 @@ class RunPlan:
 
     def key(self) -> str:
         """The fold key: sha256 hex of :meth:`key_fields` (same for every fold of the plan)."""
-        blob = json.dumps(self.key_fields(), sort_keys=True, default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()
+        return key_of(self.key_fields())
+
+
+def key_of(fields: dict[str, Any]) -> str:
+    """sha256 hex of JSON ``fields`` (keys sorted): :meth:`RunPlan.key` of its :meth:`RunPlan.key_fields`."""
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def resolve_device(device: str) -> str:

@@ -42,7 +42,7 @@ from benchmark.cohort import Cohort
 from benchmark.errors import DataError, MethodError
 from benchmark.loaders import label_sources, resolve_data_root
 from benchmark.method import MethodSpec, Prediction, check_prediction, load_class, load_spec
-from benchmark.plan import (RunPlan, build_plan, engine_hash, missing_policy, resolve_device, run_id_for,
+from benchmark.plan import (RunPlan, build_plan, engine_hash, key_of, missing_policy, resolve_device, run_id_for,
                             task_file_hash)
 from benchmark.pretrain.stage import transfer_stage
 from benchmark.profiling import git_sha, host_info, package_versions
@@ -210,7 +210,8 @@ def execute_plan(plan: RunPlan, on_fold: Callable[[int, dict], None] | None = No
     results: dict[int, dict[str, Any]] = {}
     failures: dict[int, dict[str, Any]] = {}
     skipped: list[int] = []
-    key = plan.key()
+    provenance = fold_provenance(plan)  # hashed once per run: engine source, versions, git sha
+    key = provenance["key"]
     server = None if config.in_process else WorkerServer(forbidden, preload_modules(spec.path, spec.entry))
     try:
         with server or contextlib.nullcontext():
@@ -220,7 +221,7 @@ def execute_plan(plan: RunPlan, on_fold: Callable[[int, dict], None] | None = No
                     results[fold] = read_finished_fold(fold_dir)
                     skipped.append(fold)
                 else:
-                    outcome = run_fold(plan, fold, fold_dir, progress, server)
+                    outcome = run_fold(plan, fold, fold_dir, progress, server, provenance)
                     if "failed" in outcome:
                         failures[fold] = outcome
                         break
@@ -321,14 +322,16 @@ def run_record(plan: RunPlan) -> dict[str, Any]:
     }
 
 
-def fold_provenance(plan: RunPlan, fold: int) -> dict[str, Any]:
-    """provenance.json of a fold computed now: the plan's key and what it hashes, git sha, time."""
-    return {"fold": fold, "key": plan.key(), **plan.key_fields(), "git_sha": git_sha(REPO),
-            "computed": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+def fold_provenance(plan: RunPlan) -> dict[str, Any]:
+    """What each fold computed by this plan records in provenance.json: the key, what it hashes, the git sha."""
+    fields = plan.key_fields()
+    return {"key": key_of(fields), **fields, "git_sha": git_sha(REPO)}
 
 
-def run_fold(plan: RunPlan, fold: int, fold_dir: Path, progress: Any, server: WorkerServer | None) -> dict:
-    """Fit, predict and score one fold of a plan; write its folder atomically (with its provenance.json).
+def run_fold(plan: RunPlan, fold: int, fold_dir: Path, progress: Any, server: WorkerServer | None,
+             provenance: dict[str, Any]) -> dict:
+    """Fit, predict and score one fold of a plan; write its folder atomically (with ``provenance``, see
+    :func:`fold_provenance`, as provenance.json).
 
     Returns
     -------
@@ -358,7 +361,8 @@ def run_fold(plan: RunPlan, fold: int, fold_dir: Path, progress: Any, server: Wo
             atomic_write_json(staging / "failed.json", result)
         else:
             result = score_fold(task, fold, train, val, test, prediction, outcome.profile, device, staging)
-            atomic_write_json(staging / "provenance.json", fold_provenance(plan, fold))
+            atomic_write_json(staging / "provenance.json", {"fold": fold, **provenance, "computed": datetime.now(
+                timezone.utc).isoformat(timespec="seconds")})
         if stage.record is not None:
             atomic_write_json(staging / "pretrain.json", stage.record)
         if fold_dir.exists():  # a failed fold being retried, or an incomplete folder from an older layout
