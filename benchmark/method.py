@@ -41,11 +41,15 @@ import numpy as np
 from benchmark.errors import MethodError
 from benchmark.params import ParamSpec, declared_params
 
-__all__ = ["TABULAR_KINDS", "Context", "Prediction", "MethodSpec", "load_spec", "load_class", "resolve_modalities",
+__all__ = ["TABULAR_KINDS", "MANIFEST_FIELDS", "Context", "Prediction", "MethodSpec", "load_spec", "load_class", "resolve_modalities",
            "check_prediction", "is_reference_method", "is_reference_record", "Method"]
 
 REPO = Path(__file__).resolve().parents[1]
 TABULAR_KINDS = ("clinical", "rna", "cnv", "mut")
+MANIFEST_FIELDS = ("name", "description", "entry", "modalities", "paper", "params", "optional_modalities",
+                   "missing_modalities", "pretrain_encoders", "pretrain_bag_encoder", "param_rules", "reference")
+"""Every field a ``method.toml`` may have (the module docstring says what each means; ``mmbench validate``
+names any other as unknown)."""
 
 
 @dataclass(frozen=True)
@@ -194,7 +198,7 @@ def load_spec(path: str | Path) -> MethodSpec:
     for kind in modalities:
         if kind not in known:
             raise MethodError(f"{manifest}: unknown modality kind '{kind}' (known: {', '.join(sorted(known))})")
-    rest = {k: v for k, v in raw.items() if k not in ("name", "description", "entry", "modalities", "paper", "params")}
+    rest = {k: v for k, v in raw.items() if k not in MANIFEST_FIELDS[:6]}  # the typed fields of MethodSpec
     spec = MethodSpec(
         name=str(raw["name"]),
         description=str(raw.get("description", "")),

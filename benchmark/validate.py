@@ -26,7 +26,7 @@ import numpy as np
 
 from benchmark.cohort import Cohort
 from benchmark.errors import MethodError, MMBenchError
-from benchmark.method import TABULAR_KINDS, is_reference_method, load_spec, resolve_modalities
+from benchmark.method import MANIFEST_FIELDS, TABULAR_KINDS, is_reference_method, load_spec, resolve_modalities
 from benchmark.params import describe_params
 from benchmark.worker import FoldJob, Limits, WorkerServer, preload_modules
 
@@ -35,8 +35,6 @@ __all__ = ["DEFAULT_TASK", "SMOKE_SIZES", "MANIFEST_FIELDS", "Validation", "mani
 
 DEFAULT_TASK = "geo-gse7390"
 SMOKE_SIZES = (40, 10, 10)
-MANIFEST_FIELDS = ("name", "description", "entry", "modalities", "paper", "params", "optional_modalities",
-                   "missing_modalities", "pretrain_encoders", "pretrain_bag_encoder", "param_rules", "reference")
 
 
 @dataclass
