@@ -42,7 +42,7 @@ from benchmark.cohort import Cohort
 from benchmark.errors import DataError, MethodError
 from benchmark.loaders import label_sources, resolve_data_root
 from benchmark.method import MethodSpec, Prediction, check_prediction, load_class, load_spec
-from benchmark.plan import (RunPlan, build_plan, engine_hash, key_of, missing_policy, resolve_device, run_id_for,
+from benchmark.plan import (RunPlan, build_plan, key_of, missing_policy, resolve_device, run_id_for,
                             task_file_hash)
 from benchmark.pretrain.stage import transfer_stage
 from benchmark.profiling import git_sha, host_info, package_versions
@@ -289,11 +289,12 @@ def run_record(plan: RunPlan) -> dict[str, Any]:
             previous = {}
     all_folds = sorted(set(previous.get("folds", [])) | set(plan.folds))
     kind = "baseline" if spec.path.is_relative_to(REPO / "baselines") else "submission"
+    fields = plan.key_fields()
     fresh = {
         "versions": package_versions(),
         "git_sha": git_sha(REPO),
         "host": host_info(plan.device),
-        "code": {"engine_sha256": engine_hash(), "key": plan.key()},
+        "code": {"engine_sha256": fields["engine_sha256"], "key": key_of(fields)},
         "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
     kept = {k: previous[k] for k in fresh if k in previous}
