@@ -6,8 +6,13 @@ Layout written (see README "Results store")::
     <out>/<task>/<method>/<run_id>/fold_<k>/predictions.parquet
     <out>/<task>/<method>/<run_id>/fold_<k>/metrics.json
     <out>/<task>/<method>/<run_id>/fold_<k>/profile.json
+    <out>/<task>/<method>/<run_id>/fold_<k>/provenance.json  (fold key; a fold with another key is recomputed)
 
     <out>/<task>/<method>/<run_id>/fold_<k>/failed.json     (instead, when the method failed)
+
+:func:`run` plans the run first (:func:`benchmark.plan.build_plan`: every input
+checked, nothing written yet), then :func:`execute_plan` runs its folds; grid,
+ablate, regress and validate build the same plan.
 
 A fold folder is assembled under a temporary name and renamed into place
 only when all its files are written, so a fold is either complete, failed
