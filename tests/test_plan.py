@@ -213,3 +213,14 @@ def test_every_shipped_method_satisfies_the_method_protocol(folder):
 
     spec = load_spec(folder)
     assert isinstance(load_class(spec)(**spec.params), Method)
+
+
+@pytest.mark.parametrize("name", ["early-fusion", "late-fusion"])
+def test_transfer_choices_declared_by_the_fusion_manifests_match_the_engine(name):
+    from benchmark.pretrain.corpus import SOURCES
+    from benchmark.pretrain.strategies import REGIMES, STRATEGIES
+
+    declared = load_spec(REPO / "baselines" / name).declared_params()
+    assert set(declared["pretrain_strategy"].choices) == set(STRATEGIES)
+    assert set(declared["regime"].choices) == set(REGIMES)
+    assert set(declared["pretrain_corpus"].choices) == {*SOURCES, "auto"}
