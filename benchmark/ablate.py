@@ -23,13 +23,18 @@ Config (example: ``leaderboard/ablation.example.toml``)::
     [params]                          # method params for every cell
     epochs = 30
 
-Report (``<report>/``): ``README.md`` (per task: C-index of each strategy
-minus ``none``, paired by fold and seed, with a 95 % CI over the (fold, seed)
-pairs from the corrected resampled t-test of Nadeau & Bengio (2003), which
-accounts for the training sets the folds share, a note where it crosses 0; which strategies win where;
-cancer-vs-cardio agreement of strategy rankings as Kendall's tau with a
-bootstrap CI), ``cells.csv`` (one row per fold), ``differences.csv``, and
-``budget-<task>-<method>.png`` label-budget curves.
+Report (``<report>/``): ``README.md`` (fit checks first: every group whose C
+interval lies wholly below 0.5 is flagged "ranks with the wrong sign:
+investigate", with the fits restored at their first epoch and the median train
+C per group, read from each fold's profile.json; per task: C-index of each
+strategy minus ``none``, paired by fold and seed, with a bootstrap 95 % CI over
+the (fold, seed) pairs and a Nadeau-Bengio corrected resampled t interval that
+accounts for the overlapping training sets; which strategies win where;
+pretraining time beside fit time per strategy, each shared pretraining counted
+once; cancer-vs-cardio agreement of strategy rankings as Kendall's tau with a
+bootstrap CI), ``cells.csv`` (one row per fold), ``groups.csv`` (fit checks per
+group), ``differences.csv``, ``costs.csv`` and ``budget-<task>-<method>.png``
+label-budget curves.
 """
 
 from __future__ import annotations
@@ -46,11 +51,18 @@ import pandas as pd
 from benchmark.errors import MMBenchError
 from benchmark.metric_registry import PRIMARY
 
-__all__ = ["N_BOOT", "CONFIG_FIELDS", "AblationCell", "load_ablation", "ablation_cells", "check_cells", "cell_config",
-           "run_ablation", "paired_differences", "bootstrap_mean_ci", "corrected_t_ci",
-           "summarise_differences", "domain_of", "ranking_agreement", "budget_plot", "write_report"]
+__all__ = ["N_BOOT", "GROUP", "PROFILE_FIELDS", "WRONG_SIGN", "CONFIG_FIELDS", "AblationCell", "load_ablation",
+           "ablation_cells", "check_cells", "cell_config", "run_ablation", "fold_details", "with_fold_details",
+           "paired_differences", "bootstrap_mean_ci", "corrected_resampled_t", "summarise_differences",
+           "group_checks", "compute_costs", "domain_of", "ranking_agreement", "budget_plot", "fit_check_lines",
+           "write_report"]
 
 N_BOOT = 2000
+GROUP = ["task", "method", "strategy", "regime", "budget"]
+#: per-fold fields read from ``fold_<k>/profile.json`` (fit checks of benchmark.fitcheck, sizes, fit time)
+PROFILE_FIELDS = ("best_epoch", "epochs_run", "n_fits", "first_epoch_fits", "train_cindex", "val_cindex", "fit_s",
+                  "n_train", "n_test")
+WRONG_SIGN = "ranks with the wrong sign: investigate"
 CONFIG_FIELDS = ("out", "report", "tasks", "methods", "strategies", "regimes", "label_budgets", "seeds", "folds",
                  "corpus", "split_set", "params")
 
@@ -214,10 +226,10 @@ def run_ablation(config_path: Path, out: Path | None = None, report: Path | None
         log(f"[{i}/{len(cells)}] {cell.task} {Path(cell.method).name} {cell.strategy}/{cell.regime} "
             f"budget={cell.budget:g} seed={cell.seed}: {status}")
         for fold, metrics in result.fold_metrics.items():
-            sizes = _fold_sizes(result.run_dir / f"fold_{fold}")
             rows.append({"task": cell.task, "method": Path(cell.method).name, "strategy": cell.strategy,
                          "regime": cell.regime, "budget": cell.budget, "seed": cell.seed, "fold": fold,
-                         PRIMARY: metrics.get(PRIMARY), **sizes, "run_dir": str(result.run_dir)})
+                         "harrell_c": metrics.get("harrell_c"), "run_dir": str(result.run_dir),
+                         **fold_details(Path(result.run_dir) / f"fold_{fold}")})
     frame = pd.DataFrame(rows)
     settings = (f"Split set `{config.get('split_set', 'own')}`, folds {config.get('folds') or 'all'}, "
                 f"seeds {config['seeds']}, corpus `{config.get('corpus', 'auto')}`; method params of every cell "
@@ -226,13 +238,40 @@ def run_ablation(config_path: Path, out: Path | None = None, report: Path | None
     return report
 
 
-def _fold_sizes(fold_dir: Path) -> dict[str, Any]:
-    """``n_train`` (patients the method was fitted on) and ``n_test`` of a fold, from its profile.json."""
-    try:
-        profile = json.loads((fold_dir / "profile.json").read_text())
-    except (OSError, ValueError):
-        return {"n_train": None, "n_test": None}
-    return {"n_train": profile.get("n_train"), "n_test": profile.get("n_test")}
+def fold_details(fold_dir: Path) -> dict[str, Any]:
+    """What a finished fold folder says about its fit and its cost, for ``cells.csv``.
+
+    Parameters
+    ----------
+    fold_dir : Path
+        ``<run_dir>/fold_<k>`` in the runner's layout.
+
+    Returns
+    -------
+    dict
+        :data:`PROFILE_FIELDS` from ``profile.json`` (None when absent: a run
+        from before the fit check), ``pretrain_s`` and ``pretrain_key`` (the
+        pretraining cache key; one key = one pretraining, whatever the regime
+        and budget that reuse it) from ``pretrain.json`` (None when the fold
+        did not pretrain).
+    """
+    def read(name: str) -> dict[str, Any]:
+        path = fold_dir / name
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+    profile, pretrain = read("profile.json"), read("pretrain.json")
+    return {**{k: profile.get(k) for k in PROFILE_FIELDS},
+            "pretrain_s": pretrain.get("pretrain_s"), "pretrain_key": pretrain.get("cache_key")}
+
+
+def with_fold_details(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` (one row per fold, with ``run_dir`` and ``fold``) plus :func:`fold_details` columns it lacks."""
+    missing = [c for c in (*PROFILE_FIELDS, "pretrain_s", "pretrain_key") if c not in frame.columns]
+    if not missing or frame.empty:
+        return frame
+    details = pd.DataFrame([fold_details(Path(r) / f"fold_{int(f)}") for r, f in zip(frame["run_dir"], frame["fold"])],
+                           index=frame.index)
+    return pd.concat([frame, details[missing]], axis=1)
 
 
 # --------------------------------------------------------------------------- statistics
@@ -241,17 +280,18 @@ def _fold_sizes(fold_dir: Path) -> dict[str, Any]:
 def paired_differences(frame: pd.DataFrame) -> pd.DataFrame:
     """C-index of each (strategy, regime) minus ``none`` at the same task, method, budget, seed and fold.
 
-    Returns one row per pair: task, method, strategy, regime, budget, seed, fold, diff.
+    Returns one row per pair: task, method, strategy, regime, budget, seed, fold, harrell_c, reference, diff,
+    and ``test_train_ratio`` (n_test / n_train of the fold's fit, NaN when ``frame`` lacks the sizes).
     """
     keys = ["task", "method", "budget", "seed", "fold"]
     reference = frame[frame["strategy"] == "none"][keys + [PRIMARY]].rename(columns={PRIMARY: "reference"})
     others = frame[frame["strategy"] != "none"].merge(reference, on=keys, how="inner")
-    others["diff"] = others[PRIMARY] - others["reference"]
-    sizes = []
-    if {"n_train", "n_test"} <= set(others.columns):  # cells.csv written before fold sizes were recorded lack them
-        others["test_train_ratio"] = others["n_test"] / others["n_train"]
-        sizes = ["test_train_ratio"]
-    return others[keys[:2] + ["strategy", "regime"] + keys[2:] + [PRIMARY, "reference", "diff", *sizes]]
+    others["diff"] = others["harrell_c"] - others["reference"]
+    if {"n_test", "n_train"} <= set(others.columns):
+        others["test_train_ratio"] = pd.to_numeric(others["n_test"]) / pd.to_numeric(others["n_train"])
+    else:
+        others["test_train_ratio"] = np.nan
+    return others[keys[:2] + ["strategy", "regime"] + keys[2:] + ["harrell_c", "reference", "diff", "test_train_ratio"]]
 
 
 def bootstrap_mean_ci(values: np.ndarray, n_boot: int = N_BOOT, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
@@ -266,51 +306,135 @@ def bootstrap_mean_ci(values: np.ndarray, n_boot: int = N_BOOT, seed: int = 0, l
     return float(low), float(high)
 
 
-def corrected_t_ci(values: np.ndarray, test_train_ratio: float, level: float = 0.95) -> tuple[float, float]:
-    """Corrected resampled t interval of the mean of J paired differences from resampled train/test splits.
+def corrected_resampled_t(diffs: np.ndarray, test_train_ratio: float, level: float = 0.95) -> dict[str, float]:
+    """Nadeau-Bengio corrected resampled t-test of the mean of paired per-fold differences.
 
-    The folds (and seeds) of one split set share most of their training
-    patients, so their differences are positively correlated and the plain
-    variance of the mean, ``s^2 / J``, is too small. Nadeau & Bengio's
-    correction uses ``(1 / J + n_test / n_train) * s^2`` with a t quantile of
-    J - 1 degrees of freedom (Nadeau & Bengio, Inference for the generalization
-    error, Machine Learning 52:239-281, 2003; Bouckaert & Frank, PAKDD 2004,
-    for repeated cross-validation). (nan, nan) with fewer than 2 pairs.
+    Folds (and seeds over the same folds) share most of their training
+    patients, so per-fold differences are positively correlated and the plain
+    variance of their mean, ``s^2 / J``, is too small. The corrected variance
+    is ``(1 / J + n_test / n_train) * s^2`` (Nadeau & Bengio, "Inference for
+    the generalization error", Machine Learning 2003; for repeated k-fold
+    cross-validation, J = k x r pairs: Bouckaert & Frank, PAKDD 2004), with
+    ``J - 1`` degrees of freedom.
 
     Parameters
     ----------
-    values : ndarray of float64, shape (J,)
-        Paired differences, one per (fold, seed).
+    diffs : float ndarray, shape (J,)
+        One paired difference per (fold, seed).
     test_train_ratio : float
-        ``n_test / n_train`` of the folds (their mean).
+        Mean ``n_test / n_train`` of those folds (the fitted training set).
     level : float
-        Coverage in (0, 1).
-    """
-    from scipy.stats import t as student_t
+        Coverage of the interval.
 
-    values = np.asarray(values, dtype=np.float64)
-    if len(values) < 2 or not np.isfinite(test_train_ratio):
-        return float("nan"), float("nan")
-    scale = np.sqrt((1.0 / len(values) + test_train_ratio) * values.var(ddof=1))
-    half = float(student_t.ppf((1 + level) / 2, len(values) - 1) * scale)
-    return float(values.mean() - half), float(values.mean() + half)
+    Returns
+    -------
+    dict
+        ``t``, ``p`` (two-sided), ``low``, ``high`` (the interval of the mean
+        difference); all NaN with fewer than 2 pairs or an unknown ratio. A
+        zero variance gives ``t = ±inf`` or NaN and a zero-width interval.
+    """
+    from scipy import stats
+
+    diffs = np.asarray(diffs, dtype=np.float64)
+    nan = {"t": float("nan"), "p": float("nan"), "low": float("nan"), "high": float("nan")}
+    if len(diffs) < 2 or not np.isfinite(test_train_ratio):
+        return nan
+    mean, var = float(diffs.mean()), float(diffs.var(ddof=1))
+    se = np.sqrt((1.0 / len(diffs) + float(test_train_ratio)) * var)
+    df = len(diffs) - 1
+    half = float(stats.t.ppf(0.5 + level / 2, df)) * se
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = mean / se if se > 0 else (np.sign(mean) * np.inf if mean != 0 else np.nan)
+    p = float(2 * stats.t.sf(abs(t), df)) if np.isfinite(t) else (0.0 if np.isinf(t) else float("nan"))
+    return {"t": float(t), "p": p, "low": mean - half, "high": mean + half}
 
 
 def summarise_differences(diffs: pd.DataFrame) -> pd.DataFrame:
-    """Per task, method, strategy, regime, budget: mean difference, 95 % CI, pairs, whether the CI crosses 0.
+    """Per task, method, strategy, regime, budget: mean difference, 95 % CIs, pairs, whether the CI crosses 0.
 
-    The CI is :func:`corrected_t_ci` when the folds' sizes are known, else (cells of older reports)
-    the percentile bootstrap over the pairs, :func:`bootstrap_mean_ci`.
+    ``ci_low``/``ci_high``: percentile bootstrap over the (fold, seed) pairs
+    (treats the pairs as independent); ``nb_low``/``nb_high``/``nb_p``: the
+    corrected resampled t-test (:func:`corrected_resampled_t`), which accounts
+    for the overlapping training sets. ``crosses_0`` uses the corrected
+    interval when it is defined, else the bootstrap one.
     """
     rows = []
-    for key, group in diffs.groupby(["task", "method", "strategy", "regime", "budget"], sort=True):
-        if "test_train_ratio" in group and group["test_train_ratio"].notna().all():
-            low, high = corrected_t_ci(group["diff"].to_numpy(), float(group["test_train_ratio"].mean()))
-        else:
-            low, high = bootstrap_mean_ci(group["diff"].to_numpy())
-        rows.append({**dict(zip(["task", "method", "strategy", "regime", "budget"], key)),
+    for key, group in diffs.groupby(GROUP, sort=True):
+        low, high = bootstrap_mean_ci(group["diff"].to_numpy())
+        ratio = group["test_train_ratio"].mean() if "test_train_ratio" in group else np.nan
+        nb = corrected_resampled_t(group["diff"].to_numpy(), float(ratio))
+        a, b = (nb["low"], nb["high"]) if np.isfinite(nb["low"]) else (low, high)
+        rows.append({**dict(zip(GROUP, key)),
                      "mean_diff": float(group["diff"].mean()), "ci_low": low, "ci_high": high,
-                     "n_pairs": len(group), "crosses_0": bool(np.isfinite(low) and not (low > 0 or high < 0))})
+                     "nb_low": nb["low"], "nb_high": nb["high"], "nb_p": nb["p"],
+                     "n_pairs": len(group), "crosses_0": bool(np.isfinite(a) and not (a > 0 or b < 0))})
+    return pd.DataFrame(rows)
+
+
+def _column(frame: pd.DataFrame, name: str) -> pd.Series:
+    return pd.to_numeric(frame[name], errors="coerce") if name in frame.columns else pd.Series(np.nan, frame.index)
+
+
+def group_checks(frame: pd.DataFrame) -> pd.DataFrame:
+    """Fit checks per (task, method, strategy, regime, budget) group of fold rows.
+
+    Returns
+    -------
+    DataFrame, one row per group
+        ``mean_c``, ``ci_low``/``ci_high`` (bootstrap 95 % CI of the mean
+        Harrell C over the (fold, seed) pairs), ``n_pairs``, ``wrong_sign``
+        (the CI lies wholly below 0.5; with one pair: its C is below 0.5),
+        ``n_fits`` and ``first_epoch_fits`` (networks trained and those
+        restored at their first epoch, summed over the folds' profile.json;
+        NaN for folds from before the fit check), ``folds_stopped_first``
+        (folds whose smallest best epoch is at most 1), ``median_train_c``
+        (median over folds of the fitted model's Harrell C on its own training
+        patients).
+    """
+    from benchmark.fitcheck import FIRST_EPOCHS
+
+    frame = frame.assign(**{c: _column(frame, c) for c in ("harrell_c", "n_fits", "first_epoch_fits", "best_epoch",
+                                                           "train_cindex")})
+    rows = []
+    for key, group in frame.groupby(GROUP, sort=True):
+        c = group["harrell_c"].dropna().to_numpy()
+        low, high = bootstrap_mean_ci(c)
+        wrong = bool(high < 0.5) if np.isfinite(high) else bool(len(c) == 1 and c[0] < 0.5)
+        known = group["n_fits"].notna()
+        rows.append({**dict(zip(GROUP, key)), "mean_c": float(c.mean()) if len(c) else np.nan,
+                     "ci_low": low, "ci_high": high, "n_pairs": len(c), "wrong_sign": wrong,
+                     "n_fits": float(group.loc[known, "n_fits"].sum()) if known.any() else np.nan,
+                     "first_epoch_fits": float(group.loc[known, "first_epoch_fits"].sum()) if known.any() else np.nan,
+                     "folds_stopped_first": int((group["best_epoch"] <= FIRST_EPOCHS).sum()),
+                     "median_train_c": float(group["train_cindex"].median())})
+    return pd.DataFrame(rows)
+
+
+def compute_costs(frame: pd.DataFrame) -> pd.DataFrame:
+    """Pretraining time beside fit time per (task, method, strategy), each shared pretraining counted once.
+
+    A pretraining is keyed by its cache key (``pretrain.json``); the regimes,
+    label budgets and reruns that reuse it do not add to its time.
+
+    Returns
+    -------
+    DataFrame, one row per (task, method, strategy)
+        ``pretrainings`` (distinct keys), ``pretrain_s`` (their summed
+        seconds), ``fits`` (fold rows), ``fit_s`` (summed fit seconds),
+        ``fit_s_mean`` (per fit) and ``total_s``; NaN where the folds do not
+        record it.
+    """
+    frame = frame.assign(fit_s=_column(frame, "fit_s"), pretrain_s=_column(frame, "pretrain_s"),
+                         pretrain_key=frame["pretrain_key"] if "pretrain_key" in frame.columns else None)
+    rows = []
+    for (task, method, strategy), group in frame.groupby(["task", "method", "strategy"], sort=True):
+        shared = group.dropna(subset=["pretrain_key"]).drop_duplicates("pretrain_key")
+        pretrain_s = float(shared["pretrain_s"].sum()) if len(shared) and shared["pretrain_s"].notna().any() else (
+            0.0 if strategy == "none" else np.nan)
+        fit_s = float(group["fit_s"].sum()) if group["fit_s"].notna().any() else np.nan
+        rows.append({"task": task, "method": method, "strategy": strategy, "pretrainings": len(shared),
+                     "pretrain_s": pretrain_s, "fits": len(group), "fit_s": fit_s,
+                     "fit_s_mean": fit_s / len(group) if len(group) else np.nan, "total_s": pretrain_s + fit_s})
     return pd.DataFrame(rows)
 
 
@@ -367,6 +491,10 @@ def _fmt(value: float) -> str:
     return "n/a" if value is None or not np.isfinite(value) else f"{value:+.3f}"
 
 
+def _s(value: float) -> str:
+    return "n/a" if value is None or not np.isfinite(value) else f"{value:.1f}"
+
+
 def budget_plot(frame: pd.DataFrame, task: str, method: str, path: Path) -> None:
     """Label-budget curve: mean Harrell C (± sd over fold x seed) per strategy/regime vs budget; PNG."""
     import matplotlib
@@ -389,22 +517,68 @@ def budget_plot(frame: pd.DataFrame, task: str, method: str, path: Path) -> None
     plt.close(fig)
 
 
+def _cell_name(r) -> str:
+    return f"{r.task} · {r.method} · {r.strategy} ({r.regime}) · {r.budget:.0%}"
+
+
+def _c(value: float) -> str:
+    return "n/a" if value is None or not np.isfinite(value) else f"{value:.3f}"
+
+
+def fit_check_lines(groups: pd.DataFrame) -> list[str]:
+    """The report's "Fit checks" section: wrong-sign groups, first-epoch fits, where the train C is."""
+    lines = ["## Fit checks", ""]
+    wrong = groups[groups["wrong_sign"]]
+    lines.append(f"- Groups whose Harrell C interval lies wholly below 0.5: **{len(wrong)} of {len(groups)}**"
+                 + ("." if wrong.empty else " (a model without signal scores 0.5; these rank patients the wrong way):"))
+    lines += [f"  - {_cell_name(r)}: C = {_c(r.mean_c)} "
+              + (f"[{_c(r.ci_low)}, {_c(r.ci_high)}], {r.n_pairs} pairs" if r.n_pairs > 1 else "on its only pair")
+              + f" — **{WRONG_SIGN}**" for r in wrong.itertuples()]
+    known = groups.dropna(subset=["n_fits"])
+    if known.empty:
+        lines.append("- Fits restored at their first epoch: not recorded (folds from before the fit check).")
+    else:
+        first = known[known["first_epoch_fits"] > 0]
+        lines.append(f"- Fits restored at their first epoch (a fit restored at epoch 1 did not train): "
+                     f"**{int(known['first_epoch_fits'].sum())} of {int(known['n_fits'].sum())}** networks, "
+                     f"in {len(first)} of {len(known)} group(s)" + (":" if len(first) else "."))
+        lines += [f"  - {_cell_name(r)}: {int(r.first_epoch_fits)} of {int(r.n_fits)}" for r in first.itertuples()]
+    train_c = groups["median_train_c"].dropna()
+    if len(train_c):
+        low = groups[groups["median_train_c"] <= 0.5]
+        lines.append(f"- Median train C per group (the fitted model on its own training patients): from "
+                     f"{train_c.min():.3f} to {train_c.max():.3f}; at or below 0.5 in {len(low)} group(s)"
+                     + (": " + "; ".join(_cell_name(r) for r in low.itertuples()) if len(low) else "."))
+    return lines + ["", "Per group: `groups.csv` and each task's fit-check table below.", ""]
+
+
 def write_report(frame: pd.DataFrame, report: Path, command: str = "", settings: str = "") -> Path:
-    """Write ``README.md``, ``cells.csv``, ``differences.csv`` and the budget plots into ``report``."""
+    """Write ``README.md``, ``cells.csv``, ``groups.csv``, ``differences.csv``, ``costs.csv`` and the budget plots.
+
+    ``frame`` has one row per fold (task, method, strategy, regime, budget,
+    seed, fold, harrell_c, and ideally run_dir and the :func:`fold_details`
+    columns; those missing are read from ``run_dir`` when it exists).
+    """
     from tabulate import tabulate
 
     report.mkdir(parents=True, exist_ok=True)
+    if "run_dir" in frame.columns:
+        frame = with_fold_details(frame)
     frame.to_csv(report / "cells.csv", index=False)
     lines = ["# Transfer-learning ablation", "",
              f"Generated by `{command}`. Harrell's C on each fold's test patients; differences are "
              "strategy minus `none` (same task, method, label budget, seed and fold), mean over the "
-             "(fold, seed) pairs with a 95 % CI from the corrected resampled t-test (Nadeau & Bengio 2003: "
-             "the variance of the mean is inflated by n_test / n_train because the folds share training "
-             f"patients; reports of cells without fold sizes: percentile bootstrap, {N_BOOT} resamples).", "",
+             f"(fold, seed) pairs with a percentile bootstrap 95 % CI over those pairs ({N_BOOT} resamples) and "
+             "a Nadeau-Bengio corrected resampled t interval (variance x (1/J + n_test/n_train): the folds' training "
+             "sets overlap, so the pairs are not independent and the bootstrap interval is too narrow); "
+             "\"CI crosses 0\" and the verdicts use the corrected interval.", "",
              *([settings, ""] if settings else [])]
     if frame.empty:
         (report / "README.md").write_text("\n".join(lines + ["No finished cells."]) + "\n")
         return report
+    groups = group_checks(frame)
+    groups.to_csv(report / "groups.csv", index=False)
+    lines += fit_check_lines(groups)
     diffs = paired_differences(frame)
     summary = summarise_differences(diffs) if not diffs.empty else pd.DataFrame()
     summary.to_csv(report / "differences.csv", index=False)
@@ -417,15 +591,37 @@ def write_report(frame: pd.DataFrame, report: Path, command: str = "", settings:
             lines += ["No paired cells yet.", ""]
             continue
         rows = [[r.method, r.strategy, r.regime, f"{r.budget:.0%}", _fmt(r.mean_diff),
-                 f"[{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]", r.n_pairs,
+                 f"[{_fmt(r.ci_low)}, {_fmt(r.ci_high)}]", f"[{_fmt(r.nb_low)}, {_fmt(r.nb_high)}]",
+                 _c(r.nb_p), r.n_pairs,
                  "CI crosses 0" if r.crosses_0 else ("" if np.isfinite(r.ci_low) else "one pair: no CI")]
                 for r in part.itertuples()]
-        lines += [tabulate(rows, headers=["method", "strategy", "regime", "budget", "ΔC vs none", "95 % CI",
-                                          "pairs", "note"], tablefmt="github", disable_numparse=True), ""]
+        lines += [tabulate(rows, headers=["method", "strategy", "regime", "budget", "ΔC vs none", "bootstrap 95 % CI",
+                                          "corrected 95 % CI", "corrected p", "pairs", "note"],
+                           tablefmt="github", disable_numparse=True), ""]
+        checks = groups[groups["task"] == task]
+        lines += ["Fit checks (C over the (fold, seed) pairs; first-epoch fits and median train C from each "
+                  "fold's profile.json):", "",
+                  tabulate([[r.method, r.strategy, r.regime, f"{r.budget:.0%}", _c(r.mean_c),
+                             f"[{_c(r.ci_low)}, {_c(r.ci_high)}]", r.n_pairs,
+                             "n/a" if not np.isfinite(r.n_fits) else f"{int(r.first_epoch_fits)} of {int(r.n_fits)}",
+                             _c(r.median_train_c), WRONG_SIGN if r.wrong_sign else ""] for r in checks.itertuples()],
+                           headers=["method", "strategy", "regime", "budget", "C", "95 % CI", "pairs",
+                                    "first-epoch fits", "median train C", "flag"],
+                           tablefmt="github", disable_numparse=True), ""]
         for method in sorted(frame[frame["task"] == task]["method"].unique()):
             name = f"budget-{task}-{method}.png"
             budget_plot(frame, task, method, report / name)
             lines += [f"![label-budget curve {task} {method}]({name})", ""]
+    costs = compute_costs(frame)
+    costs.to_csv(report / "costs.csv", index=False)
+    lines += ["## Compute cost", "",
+              "Pretraining time beside fit time per strategy; a pretraining shared by several regimes, label "
+              "budgets or reruns (one cache key) is counted once. Seconds on the machine that ran the cells, "
+              "for the record (compare within one report only).", "",
+              tabulate([[r.task, r.method, r.strategy, r.pretrainings, _s(r.pretrain_s), r.fits, _s(r.fit_s),
+                         _s(r.fit_s_mean), _s(r.total_s)] for r in costs.itertuples()],
+                       headers=["task", "method", "strategy", "pretrainings", "pretrain s", "fits", "fit s",
+                                "fit s per fit", "total s"], tablefmt="github", disable_numparse=True), ""]
     lines += ["## Which strategies win where", ""]
     if summary.empty:
         lines += ["No paired cells yet.", ""]
@@ -434,7 +630,9 @@ def write_report(frame: pd.DataFrame, report: Path, command: str = "", settings:
         verdict = ("no strategy beats `none` (every mean difference <= 0)" if best.mean_diff <= 0 else
                    f"best: {best.strategy} ({best.regime}) {_fmt(best.mean_diff)}"
                    + (" — CI crosses 0, not distinguishable from `none`" if best.crosses_0 else
-                      " — CI excludes 0" if np.isfinite(best.ci_low) else " — one (fold, seed) pair, no CI"))
+                      " — corrected CI excludes 0" if np.isfinite(best.nb_low) else
+                      " — bootstrap CI excludes 0 (pairs treated as independent)" if np.isfinite(best.ci_low) else
+                      " — one (fold, seed) pair, no CI"))
         lines.append(f"- {task} · {method} · {budget:.0%} labels: {verdict}")
     lines += ["", "## Do the insights transfer? Cancer vs cardiovascular", ""]
     agreement = ranking_agreement(diffs) if not diffs.empty else None

@@ -13,6 +13,7 @@ from benchmark.nn.freeze import freeze, frozen_modules_in_train_mode, is_frozen,
 from benchmark.nn.heads import cox_loss
 from benchmark.nn.train import TrainConfig, predict, train_model
 from benchmark.pretrain.strategies import parameter_groups
+from tests.test_mil import toy_bags  # noqa: F401  (module fixture: SYNTHETIC bags)
 
 
 def planted(n: int, p: int = 8, seed: int = 0):
@@ -104,3 +105,139 @@ def test_fit_check_reads_every_train_result_and_flags_first_epoch_fits():
     assert harrell_or_none(np.array([1.0, 2]), np.array([1, 1]), np.array([np.nan, 1])) is None
     assert fit_flags({"best_epoch": 1, "train_cindex": 0.45}) == ["stopped at epoch 1", "train C 0.450 <= 0.5"]
     assert fit_flags({"best_epoch": 7, "train_cindex": 0.66}) == []
+
+
+# --------------------------------------------------------------------------- every loop keeps the invariant
+
+
+def watch_frozen(*roots):
+    """Forward pre-hooks on every module of ``roots``: while a root is in train mode, each forward pass records
+    the frozen modules left in train mode (:func:`frozen_modules_in_train_mode`); the invariant wants ``[]``."""
+    seen = []
+    for root in roots:
+        for module in root.modules():
+            module.register_forward_pre_hook(
+                lambda m, a, root=root: seen.append(frozen_modules_in_train_mode(root)) if root.training else None)
+    return seen
+
+
+class FrozenBagNet(nn.Module):
+    """A frozen ABMIL bag encoder (dropout 0.5 inside) and a trainable head with dropout."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        from benchmark.nn.mil import ABMILEncoder
+
+        self.encoder = ABMILEncoder(dim, 16, 8, dropout=0.5)
+        self.head = nn.Sequential(nn.Dropout(0.1), nn.Linear(16, 4), nn.Sigmoid())
+
+    def forward(self, bags, inputs):
+        return self.head(self.encoder(bags))
+
+
+def test_mil_loop_keeps_frozen_modules_in_eval_mode(toy_bags):
+    from benchmark.nn.discrete import nll_objective
+    from benchmark.nn.mil import MILConfig, pack, train_mil
+
+    torch.manual_seed(0)
+    model = FrozenBagNet(8)
+    freeze(model.encoder)
+    before = {k: v.clone() for k, v in model.encoder.state_dict().items()}
+    seen = watch_frozen(model)
+    result = train_mil(model, nll_objective(), toy_bags, toy_bags, 8,
+                       MILConfig(epochs=3, lr=1e-2, bags_per_step=8, patience=3),
+                       parameters=[{"params": list(model.head.parameters())}])
+    assert result.epochs_run == 3
+    assert seen and all(bad == [] for bad in seen)  # many train-mode forward passes, never a frozen module training
+    assert all(torch.equal(before[k], v) for k, v in model.encoder.state_dict().items())
+    # the frozen encoder computes the same in the model's train mode as in eval mode (dropout 0.5 inside)
+    bags = pack([np.random.default_rng(k).normal(size=(n, 8)).astype(np.float32) for k, n in enumerate((5, 9, 3))])
+    train_mode(model)
+    with torch.no_grad():
+        in_train = model.encoder(bags)
+    model.eval()
+    with torch.no_grad():
+        in_eval = model.encoder(bags)
+    assert torch.equal(in_train, in_eval)
+
+
+def test_tabular_pretraining_loop_keeps_frozen_modules_in_eval_mode():
+    """A corpus encoder frozen before pretraining (e.g. a reused pretrained branch) stays quiet and unchanged."""
+    from benchmark.nn.encoders import ModalityEncoders
+    from benchmark.pretrain.strategies import PretrainConfig, corpus_preprocessor, corpus_tensors, pretrain_encoders
+    from tests.test_pretrain import synthetic_corpus
+
+    corpus = synthetic_corpus()
+    prep = corpus_preprocessor(corpus, ["rna", "clinical"])
+    inputs, observed = corpus_tensors(prep, corpus, ["rna", "clinical"])
+    torch.manual_seed(0)
+    encoders = ModalityEncoders(prep.dims(), (32, 16), dropout=0.3).encoders
+    freeze(encoders["clinical"])
+    before = {k: v.clone() for k, v in encoders["clinical"].state_dict().items()}
+    seen = watch_frozen(encoders)
+    result = pretrain_encoders(encoders, inputs, observed, "contrastive", PretrainConfig(steps=6, batch_size=64))
+    assert len(result.losses) == 6
+    assert seen and all(bad == [] for bad in seen)
+    assert all(torch.equal(before[k], v) for k, v in encoders["clinical"].state_dict().items())
+
+
+def test_slide_pretraining_loop_keeps_frozen_modules_in_eval_mode(tmp_path):
+    from benchmark.nn.encoders import ModalityEncoders
+    from benchmark.nn.mil import ABMILEncoder
+    from benchmark.pretrain.slides import corpus_bag_data, pretrain_with_slides
+    from benchmark.pretrain.strategies import PretrainConfig, corpus_preprocessor, corpus_tensors
+    from tests.test_pretrain_slides import synthetic_slide_corpus
+
+    corpus = synthetic_slide_corpus(tmp_path / "bags")
+    prep = corpus_preprocessor(corpus, ["rna"])
+    inputs, observed = corpus_tensors(prep, corpus, ["rna"])
+    torch.manual_seed(0)
+    encoders = ModalityEncoders(prep.dims(), (16, 8), dropout=0.3).encoders
+    wsi = ABMILEncoder(8, 16, 8, 8, dropout=0.3)
+    freeze(encoders["rna"])
+    freeze(wsi.attention)  # a frozen part inside a bag encoder that trains
+    seen = watch_frozen(encoders, wsi)
+    result = pretrain_with_slides(encoders, wsi, inputs, observed, corpus_bag_data(corpus), 8, "contrastive",
+                                  PretrainConfig(steps=4, batch_size=16, bag_patches=16), corpus.cohort)
+    assert len(result.losses) == 4
+    assert seen and all(bad == [] for bad in seen)
+
+
+def test_early_fusion_probe_through_the_baseline_trains_on_a_planted_signal(tmp_path):
+    """baselines/early-fusion with pretrain_strategy=masked, regime=probe (the issue-13 cell's settings, SYNTHETIC
+    planted-signal cohort, a same-cohort unlabelled corpus): the head learns (train C > 0.5, not restored at epoch 1)
+    and no forward pass of the training loop sees a frozen encoder in train mode."""
+    from benchmark.fitcheck import training_summary
+    from benchmark.method import load_class, load_spec
+    from benchmark.pretrain.corpus import Corpus
+    from tests.test_deep_baselines import BASELINES, context, synthetic_cardio
+
+    cohort = synthetic_cardio(n=400, seed=3)
+    train, val = cohort.take(np.arange(300)), cohort.take(np.arange(300, 400))
+    corpus = Corpus("same-cohort", "masked", train.patient_id, np.full(train.n, "synthetic", dtype=object),
+                    dict(train.modalities), dict(train.kinds))
+    spec = load_spec(BASELINES / "early-fusion")
+    method = load_class(spec)(**{**spec.params, "pretrain_strategy": "masked", "regime": "probe", "epochs": 25,
+                                 "patience": 5, "lr": 1e-3, "pretrain_steps": 100})
+    ctx = context(cohort, tmp_path)
+    method.pretrain(corpus, ctx)
+    fit_globals = type(method).fit.__globals__
+    real_train_model, seen = fit_globals["train_model"], []
+
+    def watched_train_model(model, *args, **kwargs):
+        seen.append(watch_frozen(model))
+        assert frozen_modules_in_train_mode(model) == [] and is_frozen(model.encoders)
+        return real_train_model(model, *args, **kwargs)
+
+    fit_globals["train_model"] = watched_train_model
+    try:
+        method.fit(train, val, ctx)
+    finally:
+        fit_globals["train_model"] = real_train_model
+    assert len(seen) == 1 and seen[0] and all(bad == [] for bad in seen[0])
+    risk = method.predict(train.without_labels(), ctx).risk
+    train_c = concordance_index_censored(train.event.astype(bool), train.time, risk)[0]
+    summary = training_summary(method)
+    print(f"probe via early-fusion: train C {train_c:.3f}, best epoch {summary['best_epoch']} of {summary['epochs_run']}")
+    assert train_c > 0.6  # log-hazard = laboratory_0 + demographics_0: the true log-hazard ranks them at 0.77
+    assert summary["best_epoch"] > 1 and summary["first_epoch_fits"] == 0

@@ -434,21 +434,3 @@ def test_ablate_end_to_end_resumes_and_writes_the_report(pooled, tmp_path):
     run_ablation(config, out=out, report=report, data_root=data_root, in_process=True, log=lines.append)
     assert all(line.endswith("2 skipped") for line in lines)
 
-
-def test_corrected_resampled_t_interval_widens_the_naive_one_by_the_overlap():
-    from scipy.stats import t as student_t
-
-    from benchmark.ablate import corrected_t_ci, paired_differences, summarise_differences
-
-    values = np.array([0.02, 0.05, -0.01, 0.04, 0.03])
-    low, high = corrected_t_ci(values, 0.25)  # 5 folds: n_test / n_train = 1 / 4
-    half = student_t.ppf(0.975, 4) * np.sqrt((1 / 5 + 0.25) * values.var(ddof=1))
-    assert (low, high) == pytest.approx((values.mean() - half, values.mean() + half))
-    naive = student_t.ppf(0.975, 4) * values.std(ddof=1) / np.sqrt(5)
-    assert high - low > 2 * naive
-    assert np.isnan(corrected_t_ci(values[:1], 0.25)[0])
-    cells = pd.DataFrame({"task": "t", "method": "m", "strategy": ["none"] * 5 + ["masked"] * 5, "regime": "probe",
-                          "budget": 1.0, "seed": 0, "fold": list(range(5)) * 2,
-                          "harrell_c": [0.6] * 5 + list(0.6 + values), "n_train": 80, "n_test": 20})
-    row = summarise_differences(paired_differences(cells)).iloc[0]
-    assert (row["ci_low"], row["ci_high"]) == pytest.approx((low, high))

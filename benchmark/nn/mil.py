@@ -17,7 +17,8 @@ every bag.
 
 An optimisation **step** covers ``bags_per_step`` bags (default 32, like the
 reference scheme of CLAM/MCAT/PORPOISE: one bag per forward pass, gradients
-accumulated over 32 bags); the packed batches of a step accumulate their
+accumulated over 32 bags; a last step of one bag joins the step before it,
+:func:`benchmark.nn.batching.minibatches`); the packed batches of a step accumulate their
 gradients, weighted by their share of the step's bags, so the update equals
 the mean loss over those bags. Evaluation always reads full bags; at training
 time ``max_patches_per_bag = K`` samples at most K patches per bag (field
@@ -57,6 +58,7 @@ from torch import nn
 from benchmark.bags import bag_lengths, feature_dim, read_bag
 from benchmark.errors import MethodError
 from benchmark.method import Prediction
+from benchmark.nn.batching import minibatches
 from benchmark.nn.discrete import discrete_prediction, fit_bins, nll_objective, risk_from_hazards
 from benchmark.nn.freeze import train_mode
 from benchmark.nn.train import TrainConfig, TrainResult, resolve_device, seed_everything
@@ -613,8 +615,7 @@ def train_mil(
         train_mode(model)  # frozen encoders stay in eval mode (issue 13)
         order = rng.permutation(train.n)
         plan, step_of = [], []
-        for s, start in enumerate(range(0, train.n, config.bags_per_step)):
-            step = order[start:start + config.bags_per_step]
+        for s, step in enumerate(minibatches(order, config.bags_per_step)):  # never a last step of one bag (I01)
             lengths = np.minimum(train.lengths, config.max_patches_per_bag) if config.max_patches_per_bag else train.lengths
             parts = plan_batches(lengths, step, config.max_patches_per_batch, 1 if reference else len(step))
             plan += parts

@@ -1,6 +1,8 @@
 """The one training loop of the deep baselines.
 
-Minibatch training with Adam or AdamW, early stopping on the validation fold
+Minibatch training with Adam or AdamW (batches from
+:func:`benchmark.nn.batching.minibatches`: a last batch of one patient joins
+the previous batch), early stopping on the validation fold
 (loss or Harrell's C-index) with patience, and restoration of the weights of
 the best validation epoch (DESIGN.md rule 3: model selection uses ``val``,
 never ``test``). Given the same seed, data and device, a run is repeatable.
@@ -22,6 +24,7 @@ from sksurv.metrics import concordance_index_censored
 from torch import nn
 
 from benchmark.errors import MethodError
+from benchmark.nn.batching import minibatches
 from benchmark.nn.freeze import train_mode
 
 Tensors = dict[str, torch.Tensor]
@@ -223,10 +226,9 @@ def train_model(
     epoch = 0
     for epoch in range(1, config.epochs + 1):
         train_mode(model)  # frozen encoders stay in eval mode (issue 13)
-        order = torch.from_numpy(rng.permutation(n))
         total = 0.0
-        for start in range(0, n, config.batch_size):
-            index = order[start : start + config.batch_size].to(dev)
+        for batch in minibatches(rng.permutation(n), config.batch_size):  # never a last batch of one (I01)
+            index = torch.from_numpy(batch).to(dev)
             loss = loss_fn(model(_take(train_inputs, index)), _take(train_targets, index))
             if not torch.isfinite(loss):
                 raise MethodError(f"training loss is not finite at epoch {epoch}; lower the learning rate")
