@@ -33,8 +33,8 @@ accounts for the overlapping training sets; which strategies win where;
 pretraining time beside fit time per strategy, each shared pretraining counted
 once; cancer-vs-cardio agreement of strategy rankings as Kendall's tau with a
 bootstrap CI), ``cells.csv`` (one row per fold), ``groups.csv`` (fit checks per
-group), ``differences.csv``, ``costs.csv`` and ``budget-<task>-<method>.png``
-label-budget curves.
+group), ``differences.csv``, ``costs.csv`` and ``budget-<method>.png``
+label-budget curves (one panel per task, legend outside).
 """
 
 from __future__ import annotations
@@ -495,25 +495,48 @@ def _s(value: float) -> str:
     return "n/a" if value is None or not np.isfinite(value) else f"{value:.1f}"
 
 
-def budget_plot(frame: pd.DataFrame, task: str, method: str, path: Path) -> None:
-    """Label-budget curve: mean Harrell C (± sd over fold x seed) per strategy/regime vs budget; PNG."""
+def budget_plot(frame: pd.DataFrame, method: str, path: Path) -> None:
+    """Label-budget curves of one method: one panel per task, legend outside the panels; PNG.
+
+    In each panel: mean Harrell C (± sd over fold × seed) against the label
+    budget, one colour per strategy, solid for finetune, dashed for probe,
+    black for ``none`` (scratch).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    data = frame[(frame["task"] == task) & (frame["method"] == method)]
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    for (strategy, regime), group in data.groupby(["strategy", "regime"]):
-        stats = group.groupby("budget")[PRIMARY].agg(["mean", "std"]).sort_index()
-        label = strategy if strategy == "none" else f"{strategy} ({regime})"
-        ax.errorbar(stats.index * 100, stats["mean"], yerr=stats["std"].fillna(0), marker="o", capsize=3, label=label)
-    ax.set_xlabel("labelled training patients (%)")
-    ax.set_ylabel("Harrell's C (test folds)")
-    ax.set_title(f"{task} · {method}")
-    ax.legend(fontsize=7)
+    data = frame[frame["method"] == method]
+    tasks = sorted(data["task"].unique())
+    cols = min(3, len(tasks))
+    rows = (len(tasks) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols + 2.2, 2.8 * rows), squeeze=False)
+    strategies = sorted(s for s in data["strategy"].unique() if s != "none")
+    colours = {s: f"C{i % 10}" for i, s in enumerate(strategies)}
+    handles = {}
+    for ax, task in zip(axes.flat, tasks):
+        part = data[data["task"] == task]
+        for (strategy, regime), group in part.groupby(["strategy", "regime"]):
+            stats = group.groupby("budget")["harrell_c"].agg(["mean", "std"]).sort_index()
+            label = "none (scratch)" if strategy == "none" else f"{strategy} · {regime}"
+            style = dict(color="black", ls="-", lw=2) if strategy == "none" else dict(
+                color=colours[strategy], ls="--" if regime == "probe" else "-", lw=1.2)
+            handle = ax.errorbar(stats.index * 100, stats["mean"], yerr=stats["std"].fillna(0), marker="o", ms=3,
+                                 capsize=2, label=label, **style)
+            handles.setdefault(label, handle)
+        ax.set_title(task, fontsize=9)
+        ax.set_xlabel("labelled training patients (%)", fontsize=8)
+        ax.set_ylabel("Harrell's C (test folds)", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.grid(lw=0.3)
+    for ax in list(axes.flat)[len(tasks):]:
+        ax.axis("off")
+    order = sorted(handles, key=lambda k: (k != "none (scratch)", k))
+    fig.legend([handles[k] for k in order], order, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7,
+               title=method, title_fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -608,10 +631,11 @@ def write_report(frame: pd.DataFrame, report: Path, command: str = "", settings:
                            headers=["method", "strategy", "regime", "budget", "C", "95 % CI", "pairs",
                                     "first-epoch fits", "median train C", "flag"],
                            tablefmt="github", disable_numparse=True), ""]
-        for method in sorted(frame[frame["task"] == task]["method"].unique()):
-            name = f"budget-{task}-{method}.png"
-            budget_plot(frame, task, method, report / name)
-            lines += [f"![label-budget curve {task} {method}]({name})", ""]
+    lines += ["## Label-budget curves", ""]
+    for method in sorted(frame["method"].unique()):
+        name = f"budget-{method}.png"
+        budget_plot(frame, method, report / name)
+        lines += [f"![label-budget curves of {method}, one panel per task]({name})", ""]
     costs = compute_costs(frame)
     costs.to_csv(report / "costs.csv", index=False)
     lines += ["## Compute cost", "",

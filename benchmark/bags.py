@@ -85,6 +85,38 @@ def features_dir(data_root: Path, encoder: str | None) -> Path | None:
     return root / present[0]
 
 
+SYNTHETIC_ENCODERS = ("random-tiny",)
+"""Encoders whose features carry no image information (random weights): runs on them are SYNTHETIC."""
+
+
+def features_provenance(folder: Path) -> dict:
+    """What a run's ``wsi`` modality was built from, for ``run.json["features"]``.
+
+    Returns
+    -------
+    dict
+        ``encoder`` (the folder name, or the ``encoder`` attribute of its first
+        ``.h5``), ``folder`` and ``synthetic``: True for a random-weight encoder
+        (``random-tiny``), a file attribute ``synthetic`` or a ``SYNTHETIC``
+        marker file in the folder. SYNTHETIC rows never reach the published
+        leaderboard (:func:`benchmark.published.publish_runs`).
+    """
+    import h5py
+
+    folder = Path(folder)
+    encoder, synthetic = folder.name, (folder / "SYNTHETIC").exists()
+    first = next(iter(sorted(folder.glob("*.h5"))), None)
+    if first is not None:
+        try:
+            with h5py.File(first, "r") as f:
+                encoder = str(f.attrs.get("encoder", encoder))
+                synthetic = synthetic or bool(f.attrs.get("synthetic", False))
+        except OSError:
+            pass
+    return {"encoder": encoder, "folder": str(folder),
+            "synthetic": synthetic or encoder in SYNTHETIC_ENCODERS or folder.name in SYNTHETIC_ENCODERS}
+
+
 def count_patches(path: Path) -> int:
     """Number of patches (rows of ``features``) in one slide file.
 
@@ -132,28 +164,42 @@ def wsi_frame(patient_id: np.ndarray, slide_ids: np.ndarray, feature_dir: Path, 
         slides that have a file; ``''`` when none) and ``n_patches``
         (float64, NaN when the patient has no slide file).
 
+    Every slide file is checked at the door (:func:`benchmark.integrity.check_bag_file`):
+    a file without a patch is left out, as if the slide had no file (a patient
+    whose every file is empty has no bag, NaN ``n_patches``; never an all-zero
+    embedding), and its path is listed in ``frame.attrs["empty_bags"]``.
+
     Raises
     ------
     DataError
-        A slide file exists but is unreadable or has no ``features``; or no
-        patient of the cohort has a single slide file (the message names the
+        A slide file exists but is unreadable, has no 2-D ``features``, has
+        ``coords`` of another length or non-finite features (the message names
+        the file and the count of bad patches), or the cohort's files have two
+        feature widths; or no patient of the cohort has a single slide file (the message names the
         folder and an expected file name), unless ``require_any`` is False.
     """
+    from benchmark.integrity import check_bag_file, check_feature_widths
+
     feature_dir = Path(feature_dir).resolve()
     present = {p.stem: p for p in feature_dir.glob("*.h5")}
-    paths, counts = [], []
+    paths, counts, checked, empty = [], [], [], []
     first_expected = None
     for ids in slide_ids:
         slides = [s for s in str(ids).split("|") if s]
         if dx1_only:
             slides = [s for s in slides if is_dx1(s)]
-        files = [present[slide_stem(s)] for s in slides if slide_stem(s) in present]
+        bags = [check_bag_file(present[slide_stem(s)]) for s in slides if slide_stem(s) in present]
+        checked += bags
+        empty += [str(b.path) for b in bags if b.empty]
+        files = [b.path for b in bags if not b.empty]  # a bag without a patch is a missing slide
         if first_expected is None and slides:
             first_expected = f"{slide_stem(slides[0])}.h5"
         paths.append("|".join(str(f) for f in files))
-        counts.append(float(sum(count_patches(f) for f in files)) if files else np.nan)
+        counts.append(float(sum(b.n_patches for b in bags)) if files else np.nan)
+    check_feature_widths(checked, feature_dir)
     frame = pd.DataFrame({"bag_paths": paths, "n_patches": np.asarray(counts, dtype=np.float64)},
                          index=pd.Index(np.asarray(patient_id).astype(str), name="patient_id"))
+    frame.attrs["empty_bags"] = empty  # files without a patch, left out (run.json records them)
     if require_any and len(frame) and frame["n_patches"].isna().all():
         raise DataError(f"{feature_dir}: no slide of this cohort has a feature file (expected e.g. '{first_expected}')")
     return frame

@@ -7,7 +7,8 @@
     mmbench validate PATH [--task T]
     mmbench submit PATH --task T [--author NAME] [--bundles bundles/] [run options]
     mmbench tasks [list] | tasks show NAME | tasks verify [NAME ...] | tasks make-splits NAME ...
-    mmbench leaderboard [--runs runs/] [--out leaderboard/]
+    mmbench audit --task T [--data-root DIR] [--features ENCODER]
+    mmbench leaderboard [--runs runs/] [--out mmbench-leaderboard/] [--no-published] | leaderboard --publish
     mmbench grid GRID.toml [--executor local|submitit-local|slurm|ray] [--executor-config FILE]
     mmbench ablate CONFIG.toml [--out runs/ablation] [--report leaderboard/ablation] [--data-root DIR]
     mmbench regress [--reference leaderboard/reference.json] [--update]
@@ -28,7 +29,13 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from benchmark.errors import MMBenchError
+from benchmark.errors import DataError, MMBenchError
+
+EXIT_CODES = """exit status:
+  0  ok
+  1  a method failed (fold_<k>/failed.json), or checks found problems (validate, tasks verify, regress, speedcheck)
+  2  bad input: unknown task or method, missing data, bad flag or file (one line `mmbench: error: ...`)
+  130 interrupted (finished folds are kept)"""
 
 __all__ = ["main", "build_parser"]
 
@@ -128,6 +135,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from benchmark.validate import print_validation, validate_method
     from benchmark.worker import Limits, parse_duration, parse_memory
 
+    from benchmark.errors import MethodError
+    from benchmark.method import did_you_mean_method
+
+    folder = Path(args.path)
+    if not (folder / "method.toml").is_file():  # bad input (exit 2), as for `run`; findings in a manifest exit 1
+        what = "does not exist" if not folder.is_dir() else "has no method.toml"
+        raise MethodError(f"method folder '{folder}' {what}{did_you_mean_method(folder)}")
     limits = Limits(time_s=parse_duration(args.time_limit), memory_mb=parse_memory(args.memory_limit))
     validation = validate_method(args.path, args.task, data_root=args.data_root, labels_root=args.labels_root,
                                  limits=limits)
@@ -156,23 +170,37 @@ def cmd_submit(args: argparse.Namespace) -> int:
 def cmd_tasks(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
-    from benchmark.loaders import load_cohort
+    from benchmark.loaders import load_cohort, resolve_data_root
     from benchmark.task import find_tasks, load_task
 
     action = args.action or "list"
     if action == "list":
-        rows = []
+        rows, errors = [], []
         for name in find_tasks():
-            task = load_task(name)
+            try:
+                task = load_task(name)
+            except MMBenchError as exc:
+                errors.append(f"{name}: {exc}")
+                rows.append([name, "error", "", "", "", "", ""])
+                continue
             try:
                 cohort = load_cohort(task, args.data_root)
                 n, events = cohort.n, int(cohort.event.sum())
-            except MMBenchError:
-                n, events = "needs --data-root", ""
+            except MMBenchError as exc:
+                if task.needs_data_root and resolve_data_root(args.data_root) is None:
+                    n, events = "needs --data-root", ""
+                else:
+                    errors.append(f"{name}: {exc}")
+                    n, events = "load error", ""
             mods = ", ".join(f"{m}({k})" if m != k else m for m, k in task.kinds.items())
             rows.append([name, task.endpoint, task.time_unit, n, events, mods, ", ".join(task.splits)])
         print(tabulate(rows, headers=["task", "endpoint", "unit", "patients", "events", "modalities", "split sets"]))
-        return 0
+        for name, paths in shadowed_tasks().items():
+            print(f"mmbench: warning: task '{name}' is defined in {', '.join(map(str, paths))}; the first is used",
+                  file=sys.stderr)
+        for line in errors:
+            print(f"mmbench: error: {line}", file=sys.stderr)
+        return 1 if errors else 0
     if not args.names and action != "verify":
         raise MMBenchError(f"`mmbench tasks {action}` needs a task name")
     if action == "show":
@@ -182,16 +210,50 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     if action == "verify":
         return verify_tasks(args.names or find_tasks(), args.data_root)
     if action == "make-splits":
-        from benchmark.splits import write_own_split_sets
-        from benchmark.task import pin_split_hash
-
-        for name in args.names:
-            task = load_task(name)
-            for split, digest in write_own_split_sets(task, load_cohort(task, args.data_root)).items():
-                pin_split_hash(task.path, split, digest)
-                print(f"{name}: split set '{split}' written, sha256 {digest}")
-        return 0
+        return make_splits(args.names, args.data_root, force=args.force)
     raise MMBenchError(f"unknown tasks action '{action}' (list, show, verify, make-splits)")
+
+
+def shadowed_tasks() -> dict[str, list[Path]]:
+    """Task names defined in several folders of the registry (built-in tasks/ and $MMBENCH_TASKS)."""
+    from benchmark.task import task_dirs
+
+    seen: dict[str, list[Path]] = {}
+    for folder in task_dirs():
+        for path in sorted(Path(folder).glob("*.toml")):
+            seen.setdefault(path.stem, []).append(path)
+    return {name: paths for name, paths in seen.items() if len(paths) > 1}
+
+
+def make_splits(names: list[str], data_root, force: bool = False) -> int:
+    """Write each task's own split files (patient-level, stratified by event x time quartile) and pin their sha256.
+
+    A split file already pinned and intact is kept unless ``force`` (new splits make every earlier run of
+    the task incomparable with new ones).
+    """
+    from benchmark.loaders import load_cohort
+    from benchmark.splits import sha256_bytes, write_own_split_sets
+    from benchmark.task import load_task, pin_split_hash
+
+    for name in names:
+        task = load_task(name)
+        own = [s for s in task.splits.values() if s.file]
+        if not own:
+            raise MMBenchError(f"{task.path}: no split set with a 'file' to write: add [splits.own] with "
+                               'file = "splits/<task>-own.csv" and sha256 = ""')
+        pinned = [s for s in own if s.sha256 and (task.path.parent / s.file).is_file()
+                  and sha256_bytes((task.path.parent / s.file).read_bytes()) == s.sha256]
+        if pinned and not force:
+            print(f"{name}: split set '{pinned[0].name}' is already written and pinned "
+                  f"({pinned[0].sha256[:12]}…); pass --force to rebuild it (earlier runs then no longer compare)")
+            continue
+        cohort = load_cohort(task, data_root)
+        for split, digest in write_own_split_sets(task, cohort).items():
+            pin_split_hash(task.path, split, digest)
+            print(f"{name}: split set '{split}' written to {task.path.parent / task.splits[split].file} "
+                  f"({cohort.n} patients, {int(cohort.event.sum())} events, 5 folds), sha256 {digest} pinned in "
+                  f"{task.path}")
+    return 0
 
 
 def show_task(task, data_root) -> str:
@@ -232,17 +294,26 @@ def _median(values):
 
 def verify_tasks(names: list[str], data_root) -> int:
     """Recompute split hashes and check split rules for each task; exit 1 if any problem."""
-    from benchmark.loaders import load_cohort
+    from benchmark.loaders import load_cohort, resolve_data_root
     from benchmark.splits import load_split_set, verify_split_set
     from benchmark.task import load_task
 
     failed = 0
     for name in names:
-        task = load_task(name)
+        try:
+            task = load_task(name)
+        except MMBenchError as exc:
+            print(f"{name}: FAILED to load: {exc}")
+            failed += 1
+            continue
+        if task.needs_data_root and resolve_data_root(data_root) is None:
+            print(f"{name}: skipped (needs --data-root or MMBENCH_DATA)")
+            continue
         try:
             cohort = load_cohort(task, data_root)
         except MMBenchError as exc:
-            print(f"{name}: skipped ({exc})")
+            print(f"{name}: FAILED to load: {exc}")
+            failed += 1
             continue
         for split_name, spec in task.splits.items():
             try:
@@ -256,13 +327,41 @@ def verify_tasks(names: list[str], data_root) -> int:
     return 1 if failed else 0
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    """Every input check of a task's data, without training: 0 clean, 1 findings, 2 unreadable input."""
+    from benchmark.audit import audit_task
+    from benchmark.task import load_task
+
+    report = audit_task(load_task(args.task), args.data_root, features=args.features, labels_root=args.labels_root)
+    print(f"audit of task '{args.task}': {len(report.errors)} error(s), "
+          f"{sum(f.severity == 'warning' for f in report.findings)} warning(s)")
+    print(report.table())
+    return report.exit_code
+
+
 def cmd_leaderboard(args: argparse.Namespace) -> int:
     from benchmark.leaderboard import build_leaderboard
+    from benchmark import published as shipped_runs
 
-    result = build_leaderboard(Path(args.runs), Path(args.out))
+    store = shipped_runs.PUBLISHED_DIR
+    shipped = store.parent  # leaderboard/
+    if args.publish:
+        report = shipped_runs.publish_runs(Path(args.runs), store)
+        for line in report["skipped"]:
+            print(f"mmbench: warning: {line}", file=sys.stderr)
+        print(f"published: {report['runs']} runs -> {store} ({report['bytes'] / 1e6:.1f} MB)")
+        result = build_leaderboard(None, shipped, published=store)
+    else:
+        out = Path(args.out).resolve()
+        if out == shipped.resolve() or shipped.resolve() in out.parents:
+            raise DataError(f"--out {args.out}: leaderboard/ holds the published leaderboard and is regenerated "
+                            "only by `mmbench leaderboard --publish` (maintainers); choose another folder")
+        published = None if args.no_published else Path(args.published)
+        result = build_leaderboard(Path(args.runs), Path(args.out), published=published)
     for warning in result.warnings:
         print(f"mmbench: warning: {warning}", file=sys.stderr)
-    print(f"leaderboard: {len(result.table)} runs -> {result.readme_path}, {result.html_path}, {result.results_path}")
+    print(f"leaderboard: {len(result.table)} runs -> {result.readme_path}, {result.html_path}, {result.results_path}"
+          f", {result.readme_path.parent / 'verdict.md'}")
     return 0
 
 
@@ -281,7 +380,7 @@ def cmd_slides(args: argparse.Namespace) -> int:
     failed = report.failed
     print(f"slides: {len(report.to_frame()) - len(failed)} ok, {len(failed)} failed; report: {report.report_path}")
     for row in failed:
-        print(f"mmbench: failed slide: {row}", file=sys.stderr)
+        print(f"mmbench: failed slide {row.slide_id} ({row.path}): {row.error or 'unknown error'}", file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -370,15 +469,18 @@ def cmd_speedcheck(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mmbench", description="Multimodal survival prediction benchmark")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(prog="mmbench", description="Multimodal survival prediction benchmark",
+                                     epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"mmbench {package_version()}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="ACTION",
+                                help="one of the actions below; `mmbench ACTION --help` describes it")
 
     p = sub.add_parser("run", help="run a method on a task (every fold, one seed)")
-    p.add_argument("--task", required=True)
+    p.add_argument("--task", required=True, help="task name, e.g. tcga-brca (`mmbench tasks` lists them)")
     p.add_argument("--method", required=True, help="method folder, e.g. baselines/coxph or submissions/my-method")
     p.add_argument("--splits", default="own", help="split set: own (default), site, mcat, survpath")
     p.add_argument("--folds", help="comma-separated folds (default: all)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed passed to the method (default 0)")
     p.add_argument("--device", default="auto", help="auto|cpu|cuda")
     p.add_argument("--out", default="runs", help="results store (default runs/)")
     p.add_argument("--data-root", help="TCGA data root (default $MMBENCH_DATA)")
@@ -402,27 +504,44 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("submit", help="validate, run (or reuse the run) and write a result bundle")
     p.add_argument("method", help="method folder")
-    p.add_argument("--task", required=True)
+    p.add_argument("--task", required=True, help="task name, e.g. tcga-brca")
     p.add_argument("--author", help="who submits (shown on the leaderboard)")
     p.add_argument("--bundles", default="bundles", help="where the bundle is written (default bundles/)")
-    p.add_argument("--splits", default="own")
+    p.add_argument("--splits", default="own", help="split set: own (default), site, mcat, survpath")
     p.add_argument("--folds", help="comma-separated folds (default: all)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=0, help="seed passed to the method (default 0)")
+    p.add_argument("--device", default="auto", help="auto|cpu|cuda")
     p.add_argument("--out", default="runs", help="results store the run goes to (default runs/)")
     p.add_argument("--data-root", help="TCGA data root (default $MMBENCH_DATA)")
-    p.add_argument("--param", action="append", default=[])
+    p.add_argument("--param", action="append", default=[], help="override a method param: key=value (repeatable)")
     add_worker_arguments(p)
     p.set_defaults(func=cmd_submit)
 
-    p = sub.add_parser("tasks", help="list, show or verify tasks")
-    p.add_argument("action", nargs="?", choices=["list", "show", "verify", "make-splits"])
-    p.add_argument("names", nargs="*")
+    p = sub.add_parser("tasks", help="list, show, verify tasks or make split files for your own task",
+                       description="Actions:\n"
+                       "  list (default)         every task: endpoint, unit, patients, events, modalities, split sets\n"
+                       "  show NAME ...          one task in full (source, horizons, grid, modalities, split files)\n"
+                       "  verify [NAME ...]      recompute split hashes and check the split rules (exit 1 on a problem)\n"
+                       "  make-splits NAME ...   write the task's `own` split file (patient-level, stratified by\n"
+                       "                         event x time quartile, seed 0) and pin its sha256 in the task file\n\n"
+                       "Tasks are read from tasks/ and from every folder in $MMBENCH_TASKS (os.pathsep-separated).")
+    p.add_argument("action", nargs="?", choices=["list", "show", "verify", "make-splits"],
+                   help="list (default), show, verify or make-splits")
+    p.add_argument("names", nargs="*", help="task names (verify: default all)")
     p.add_argument("--data-root", help="TCGA data root (default $MMBENCH_DATA)")
+    p.add_argument("--force", action="store_true", help="make-splits: rebuild a split file that is already pinned")
     p.set_defaults(func=cmd_tasks)
 
+    p = sub.add_parser("audit", help="check a task's data without training (exit 0 clean, 1 findings, 2 unreadable)")
+    p.add_argument("--task", required=True)
+    p.add_argument("--data-root", help="TCGA data root (default $MMBENCH_DATA)")
+    p.add_argument("--features", help="encoder of the WSI patch features to check (<data-root>/features/<encoder>/)")
+    p.add_argument("--labels-root", help="labels root of a private cohort (default $MMBENCH_LABELS)")
+    p.set_defaults(func=cmd_audit)
+
     p = sub.add_parser("slides", help="whole-slide images -> patch-feature bags (.h5 per slide)")
-    slides = p.add_subparsers(dest="slides_command", required=True)
+    slides = p.add_subparsers(dest="slides_command", required=True, metavar="STEP",
+                              help="prepare: slides -> tissue masks, patches, feature bags")
     p = slides.add_parser("prepare", help="segment tissue, patch at a target mpp, extract features")
     p.add_argument("source", help="folder of slides or manifest CSV (slide_id, path[, mpp])")
     p.add_argument("--out", required=True, help="output root: bags go to OUT/<encoder>/<slide_id>.h5 "
@@ -433,17 +552,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target-mpp", type=float, default=0.5, help="micrometres per pixel of the patches (0.5)")
     p.add_argument("--patch-size", type=int, default=256, help="patch side in pixels at the target mpp (256)")
     p.add_argument("--mpp", type=float, help="level-0 mpp for slides whose metadata has none")
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=64, help="patches per encoder batch (default 64)")
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
     p.add_argument("--device", default="cpu", help="cpu|cuda")
     p.add_argument("--min-tissue", type=float, default=0.5, help="minimum tissue fraction of a kept patch")
     p.add_argument("--backend", default="openslide", help="openslide | tiffslide")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_slides)
 
-    p = sub.add_parser("leaderboard", help="gather runs into leaderboard/")
-    p.add_argument("--runs", default="runs")
-    p.add_argument("--out", default="leaderboard")
+    p = sub.add_parser("leaderboard", help="rank your runs beside the published ones -> mmbench-leaderboard/",
+                       description="Rank the runs of your results store beside the published runs that ship with "
+                       "mmbench (leaderboard/published-runs/), with the paired Δ C to the classical reference on "
+                       "the same test patients; writes results.parquet, README.md, index.html, verdict.md/.html "
+                       "and plots/ into --out. The published leaderboard (leaderboard/) is regenerated only by "
+                       "--publish.", epilog=EXIT_CODES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--runs", default="runs", help="your results store (default runs/; may be absent)")
+    p.add_argument("--out", default="mmbench-leaderboard",
+                   help="output folder (default mmbench-leaderboard/; never leaderboard/)")
+    p.add_argument("--published", default=str(Path(__file__).resolve().parents[1] / "leaderboard" / "published-runs"),
+                   help="store of published runs to rank beside yours (default: the one shipped in leaderboard/)")
+    p.add_argument("--no-published", action="store_true", help="rank only the runs of --runs")
+    p.add_argument("--publish", action="store_true",
+                   help="maintainers: pack every complete run of --runs into leaderboard/published-runs/ and "
+                   "regenerate leaderboard/ from it (SYNTHETIC runs are refused)")
     p.set_defaults(func=cmd_leaderboard)
 
     p = sub.add_parser("grid", help="run a grid of tasks x methods x seeds x folds, one job per cell")
@@ -466,7 +597,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_ablate)
 
     p = sub.add_parser("regress", help="rerun the CI reference runs; exit 1 when a metric moves beyond tolerance")
-    p.add_argument("--reference", default="leaderboard/reference.json")
+    p.add_argument("--reference", default="leaderboard/reference.json", help="reference file (default "
+                   "leaderboard/reference.json)")
     p.add_argument("--update", action="store_true", help="rerun and rewrite the reference (a deliberate change)")
     p.add_argument("--case", action="append", help="only this case, e.g. geo-gse7390/coxph (repeatable)")
     p.add_argument("--runs", help="results store for the reruns (default: a temporary folder)")
@@ -474,18 +606,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_regress)
 
     p = sub.add_parser("speedcheck", help="time hot paths against reference implementations in one process")
-    p.add_argument("--reference", default="leaderboard/speed-reference.json")
+    p.add_argument("--reference", default="leaderboard/speed-reference.json", help="reference file (default "
+                   "leaderboard/speed-reference.json)")
     p.add_argument("--update", action="store_true", help="measure and rewrite the committed ratios")
     p.add_argument("--factor", type=float, default=2.0, help="fail when a ratio exceeds factor x its reference")
     p.add_argument("--only", action="append", help="only this check (repeatable)")
     p.set_defaults(func=cmd_speedcheck)
+    def every_parser(parent):
+        for action in parent._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for child in action.choices.values():
+                    yield child
+                    yield from every_parser(child)
+
+    import textwrap
+
+    for child in every_parser(parser):  # every action states the exit codes in its --help
+        child.epilog = child.epilog or EXIT_CODES
+        child.formatter_class = argparse.RawDescriptionHelpFormatter
+        if child.description and "\n" not in child.description:  # raw formatting: wrap prose ourselves
+            child.description = textwrap.fill(child.description, 100)
     return parser
+
+
+def package_version() -> str:
+    """The installed distribution's version (``mmbench``), or ``unknown`` when not installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mmbench")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``mmbench`` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
     warnings.filterwarnings("ignore", category=FutureWarning)
+    from benchmark.tempdirs import remove_stale_worker_dirs
+
+    for folder in remove_stale_worker_dirs():
+        print(f"mmbench: removed {folder} (left by a run that died)", file=sys.stderr)
     try:
         return args.func(args)
     except MMBenchError as exc:

@@ -114,7 +114,8 @@ class Cohort:
         return [m for m in self.modalities if kinds is None or self.kinds[m] in kinds]
 
 
-def validate_labels(name: str, patient_id: np.ndarray, time, event) -> tuple[np.ndarray, np.ndarray]:
+def validate_labels(name: str, patient_id: np.ndarray, time, event, *, time_name: str = "time",
+                    event_name: str = "event") -> tuple[np.ndarray, np.ndarray]:
     """Check and convert survival labels.
 
     Parameters
@@ -124,6 +125,9 @@ def validate_labels(name: str, patient_id: np.ndarray, time, event) -> tuple[np.
     patient_id : ndarray of str, shape (n,)
     time, event : array-like, shape (n,)
         Follow-up time (>= 0, finite) and event indicator (exactly 0 or 1).
+    time_name, event_name : str
+        The columns' names in the user's file, used in the error messages
+        (e.g. ``survival_months`` rather than the internal ``time``).
 
     Returns
     -------
@@ -143,14 +147,14 @@ def validate_labels(name: str, patient_id: np.ndarray, time, event) -> tuple[np.
     time = pd.to_numeric(pd.Series(time), errors="coerce").to_numpy(dtype=np.float64)
     bad = ~np.isfinite(time)
     if bad.any():
-        raise DataError(f"{name}: field 'time' is missing or not finite for patient '{patient_id[bad][0]}'")
+        raise DataError(f"{name}: field '{time_name}' is missing or not finite for patient '{patient_id[bad][0]}'")
     neg = time < 0
     if neg.any():
-        raise DataError(f"{name}: field 'time' is negative ({time[neg][0]}) for patient '{patient_id[neg][0]}'")
+        raise DataError(f"{name}: field '{time_name}' is negative ({time[neg][0]}) for patient '{patient_id[neg][0]}'")
     event_f = pd.to_numeric(pd.Series(event), errors="coerce").to_numpy(dtype=np.float64)
     bad = ~np.isin(event_f, (0.0, 1.0))
     if bad.any():
         raise DataError(
-            f"{name}: field 'event' must be 0 or 1, got {float(event_f[bad][0])} for patient '{patient_id[bad][0]}'"
+            f"{name}: field '{event_name}' must be 0 or 1, got {float(event_f[bad][0])} for patient '{patient_id[bad][0]}'"
         )
     return time, event_f.astype(np.int8)

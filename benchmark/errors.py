@@ -9,6 +9,10 @@ class DataError(MMBenchError):
     """Bad or missing data: a file, a field or a patient is wrong."""
 
 
+class InputCheckError(DataError):
+    """An input file failed a check at the door (:mod:`benchmark.integrity`): ``mmbench audit`` lists them all."""
+
+
 class TaskError(MMBenchError):
     """Unknown or malformed task, or a split file that does not match its pinned hash."""
 

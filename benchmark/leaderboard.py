@@ -21,7 +21,7 @@ import html
 import logging
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +31,8 @@ from tabulate import tabulate
 from benchmark.errors import DataError, UndefinedMetricError
 from benchmark.method import is_reference_record
 from benchmark.metrics import bootstrap_ci, mean_sd, paired_bootstrap_diff
+from benchmark.protocol import DELTA_C_REFERENCE, PROTOCOL_NOTES
+from benchmark.published import is_synthetic
 from benchmark.results import SPLIT_SETS, Run, read_predictions, read_store
 from benchmark.store import atomic_write_parquet, atomic_write_text
 
@@ -71,21 +73,34 @@ class LeaderboardResult:
 
 
 def build_leaderboard(
-    runs_dir: Path,
+    runs_dir: Path | None,
     out_dir: Path,
     *,
+    published: Path | None = None,
+    check_keys: bool = True,
+    pictures: bool = True,
     n_boot: int = 1000,
     seed: int = 0,
     level: float = 0.95,
 ) -> LeaderboardResult:
-    """Build ``results.parquet``, ``README.md`` and ``index.html`` from a results store.
+    """Build ``results.parquet``, ``README.md``, ``index.html``, the verdict page and pictures.
 
     Parameters
     ----------
-    runs_dir : Path
-        The results store, ``runs/<task>/<method>/<run_id>/...``.
+    runs_dir : Path or None
+        The user's results store, ``runs/<task>/<method>/<run_id>/...``; None
+        or an absent folder = none (only the published runs are ranked).
     out_dir : Path
-        Output folder (created if absent), e.g. ``leaderboard/``.
+        Output folder (created if absent), e.g. ``mmbench-leaderboard/``.
+    published : Path, optional
+        The shipped store of published runs (``leaderboard/published-runs``,
+        :mod:`benchmark.published`), ranked beside the user's runs. A
+        published run whose key no longer matches the code is listed as
+        stale and not ranked; a user's run with the same key replaces it.
+    check_keys : bool, default True
+        Recompute published runs' keys (False: trust them; tests).
+    pictures : bool, default True
+        Write the Kaplan–Meier, calibration and forest-plot PNGs.
     n_boot : int, default 1000
         Bootstrap resamples for the Harrell C CI and the paired Δ C CI.
     seed : int, default 0
@@ -100,28 +115,61 @@ def build_leaderboard(
     Raises
     ------
     DataError
-        When ``runs_dir`` is missing or holds no run. A corrupt run (bad
-        ``run.json``, ``metrics.json``, ``profile.json`` or predictions) is
-        skipped with a one-line warning instead.
+        When there is no run at all (no user run and no published run). A
+        corrupt run (bad ``run.json``, ``metrics.json``, ``profile.json`` or
+        predictions) is skipped with a one-line warning instead.
     """
-    runs_dir, out_dir = Path(runs_dir), Path(out_dir)
-    store = read_store(runs_dir)
-    warnings = list(store.warnings)
-    table = leaderboard_table(store.complete, warnings, n_boot=n_boot, seed=seed, level=level)
-    table = with_failed_rows(table, store.failed)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    results_path = out_dir / "results.parquet"
-    readme_path = out_dir / "README.md"
-    html_path = out_dir / "index.html"
-    atomic_write_parquet(results_path, table)
-    sections = page_sections(table)
-    notes = dict(n_boot=n_boot, level=level, seed=seed, runs_dir=runs_dir)
-    atomic_write_text(readme_path, render_markdown(sections, store.incomplete, warnings, **notes))
-    atomic_write_text(html_path, render_html(sections, store.incomplete, warnings, **notes))
-    from benchmark.profile_pages import write_profile_pages
+    import tempfile
 
-    write_profile_pages(store.complete, out_dir / "profile")
-    return LeaderboardResult(table, store.incomplete, warnings, results_path, readme_path, html_path)
+    from benchmark.published import read_published
+
+    out_dir = Path(out_dir)
+    with tempfile.TemporaryDirectory(prefix="mmbench-published-") as tmp:
+        stores, stale = [], []
+        if published is not None and (Path(published) / "runs.parquet").is_file():
+            unpacked = read_published(Path(published), Path(tmp), check_keys=check_keys)
+            stale = unpacked.stale
+            stores.append(("published", unpacked.current))
+        user = None
+        if runs_dir is not None and (Path(runs_dir).is_dir() or not stores):
+            if stores and not any(Path(runs_dir).glob("*/*/*/run.json")):
+                user = None
+            else:
+                user = read_store(Path(runs_dir))
+        complete = list(user.complete) if user else []
+        mine = {(r.task, r.method, r.run_id) for r in complete}
+        for _, runs in stores:
+            complete += [r for r in runs if (r.task, r.method, r.run_id) not in mine]
+        stale = [s for s in stale if (s.run.task, s.run.method, s.run.run_id) not in mine]
+        if not complete and not stale and user is None:
+            raise DataError(f"no runs found in {runs_dir} and no published runs in {published}")
+        warnings = list(user.warnings) if user else []
+        incomplete = list(user.incomplete) if user else []
+        failed = list(user.failed) if user else []
+        table = leaderboard_table(complete, warnings, n_boot=n_boot, seed=seed, level=level)
+        table = with_failed_rows(table, failed)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        results_path = out_dir / "results.parquet"
+        readme_path = out_dir / "README.md"
+        html_path = out_dir / "index.html"
+        atomic_write_parquet(results_path, table)
+        figures: dict[tuple[str, str], list[tuple[str, str]]] = {}
+        if pictures:
+            from benchmark.plots import task_pictures
+
+            figures = task_pictures(table, complete, out_dir / "plots", warnings)
+        sections = page_sections(table, figures)
+        sources = ", ".join(str(p) for p in (runs_dir if user else None, published if stores else None) if p)
+        notes = dict(n_boot=n_boot, level=level, seed=seed, runs_dir=sources or runs_dir, stale=stale,
+                     skipped=wsi_not_run(table))
+        atomic_write_text(readme_path, render_markdown(sections, incomplete, warnings, **notes))
+        atomic_write_text(html_path, render_html(sections, incomplete, warnings, **notes))
+        from benchmark.profile_pages import write_profile_pages
+        from benchmark.verdict import write_verdict
+
+        write_profile_pages(complete, out_dir / "profile")
+        write_verdict(table, out_dir, pictures=pictures)
+    return LeaderboardResult(table, incomplete, warnings, results_path, readme_path, html_path)
 
 
 # --------------------------------------------------------------------------- table
@@ -204,6 +252,45 @@ def with_failed_rows(table: pd.DataFrame, failed: list[Run]) -> pd.DataFrame:
     return combined.drop(columns=["_split", "_failed"]).reset_index(drop=True)[_COLUMNS]
 
 
+DEFAULT_REFERENCE = DELTA_C_REFERENCE
+"""The Δ C reference when no method.toml declares ``reference = true`` (:data:`benchmark.protocol.DELTA_C_REFERENCE`,
+CoxPH on the clinical variables)."""
+
+
+def protocol_lines() -> list[str]:
+    """The stated training protocol (:data:`benchmark.protocol.PROTOCOL_NOTES`), one logical line per paragraph or item."""
+    lines: list[str] = []
+    for raw in PROTOCOL_NOTES.strip().splitlines():
+        if raw.startswith("  ") and lines:
+            lines[-1] += " " + raw.strip()
+        elif raw.strip():
+            lines.append(raw.strip())
+        else:
+            lines.append("")
+    return lines
+
+
+def reference_method(folders: tuple[Path, ...] | None = None) -> str:
+    """Name of the declared classical reference: the baseline whose ``method.toml`` has ``reference = true``.
+
+    Falls back to :data:`DEFAULT_REFERENCE` when none (or several) declare it.
+    The choice never depends on test results.
+    """
+    import tomllib
+
+    folders = folders or (Path(__file__).resolve().parents[1] / "baselines",)
+    names = []
+    for folder in folders:
+        for manifest in sorted(Path(folder).glob("*/method.toml")):
+            try:
+                raw = tomllib.loads(manifest.read_text())
+            except (OSError, tomllib.TOMLDecodeError):
+                continue
+            if raw.get("reference") is True:
+                names.append(str(raw.get("name", manifest.parent.name)))
+    return names[0] if len(names) == 1 else DEFAULT_REFERENCE
+
+
 def is_classical(method: str) -> bool:
     """Whether ``method`` (a name or a ``folder/name`` path) is a classical baseline (CoxPH, CoxNet, RSF)."""
     return method.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1].lower() in CLASSICAL_BASELINES
@@ -269,6 +356,7 @@ def leaderboard_table(
     for _, group in table.groupby(["task", "split_set"], sort=False):
         group = _rank(group)
         group = _delta_vs_classical(group, runs, predictions, warnings, n_boot=n_boot, seed=seed)
+        group = _tied_ranks(group)
         groups.append(group)
     table = pd.concat(groups, ignore_index=True)
     order = {name: i for i, name in enumerate(SPLIT_SETS)}
@@ -276,7 +364,80 @@ def leaderboard_table(
     table = table.sort_values(
         ["task", "_split_order", "split_set", "rank", "method", "seed", "run_id"], na_position="last", kind="stable"
     )
-    return table.drop(columns="_split_order").reset_index(drop=True)[_COLUMNS]
+    table = table.drop(columns="_split_order").reset_index(drop=True)
+    table["flags"] = [("; ".join(row_flags(row)) or None) for _, row in table.iterrows()]
+    for column in ("best_epoch_min", "epochs_run_max", "n_fits", "first_epoch_fits"):
+        table[column] = pd.to_numeric(table[column], errors="coerce").astype("Int64")
+    return table.reindex(columns=_COLUMNS)
+
+
+def combine_seeds(means, lows, highs, level: float = 0.95) -> tuple[float, float, float]:
+    """Mean and interval of one entry over its runs (seeds), seed variation included.
+
+    Each run gives a value with a patient-bootstrap interval; with one run
+    that interval is returned. With n runs the mean over runs has variance
+    ``mean(se_i²) + sd_seed² / n`` (the test patients are shared by every
+    seed, so the patient part does not shrink; the seed part does), where
+    ``se_i`` is run i's half-width / z. A normal interval with that variance
+    is returned.
+
+    Returns
+    -------
+    (mean, low, high) : floats (NaN when no run has a value)
+    """
+    from scipy.stats import norm
+
+    values = [(float(m), l, h) for m, l, h in zip(means, lows, highs) if m is not None and np.isfinite(float(m))]
+    if not values:
+        return float("nan"), float("nan"), float("nan")
+    if len(values) == 1:
+        m, l, h = values[0]
+        return m, float(l) if l is not None else float("nan"), float(h) if h is not None else float("nan")
+    z = norm.ppf(0.5 + level / 2)
+    mean = float(np.mean([v[0] for v in values]))
+    se = [(float(h) - float(l)) / (2 * z) for _, l, h in values if l is not None and h is not None
+          and np.isfinite(float(l)) and np.isfinite(float(h))]
+    sd_seed = float(np.std([v[0] for v in values], ddof=1))
+    half = z * math.sqrt((float(np.mean(np.square(se))) if se else 0.0) + sd_seed ** 2 / len(values))
+    return mean, mean - half, mean + half
+
+
+def tied_rank_texts(means: list[float], lows: list[float], highs: list[float]) -> list[str]:
+    """Ranks where only separated intervals count: rank = 1 + entries whose interval lies wholly above this one's.
+
+    Entries whose rank equals another's are shown tied (``=2``); an entry
+    without an interval is ranked by its mean alone.
+
+    Examples
+    --------
+    >>> tied_rank_texts([0.8, 0.7, 0.6], [0.75, 0.65, 0.40], [0.85, 0.76, 0.66])
+    ['1', '=2', '=2']
+    """
+    ranks = []
+    for i in range(len(means)):
+        above = 0
+        for j in range(len(means)):
+            if i == j or not np.isfinite(means[j]) or not np.isfinite(means[i]):
+                continue
+            if np.isfinite(lows[j]) and np.isfinite(highs[i]):
+                above += lows[j] > highs[i]
+            else:
+                above += means[j] > means[i]
+        ranks.append(above + 1 if np.isfinite(means[i]) else None)
+    counts = pd.Series([r for r in ranks if r is not None]).value_counts()
+    return [NA if r is None else (f"={r}" if counts[r] > 1 else str(r)) for r in ranks]
+
+
+def _tied_ranks(group: pd.DataFrame) -> pd.DataFrame:
+    """Entry-level C interval (seeds combined, :func:`combine_seeds`) and the tied rank text per row."""
+    entry = group.apply(entry_name, axis=1)
+    stats = {}
+    for name, rows in group.groupby(entry, sort=False):
+        stats[name] = combine_seeds(rows["harrell_c_mean"], rows["harrell_c_ci_low"], rows["harrell_c_ci_high"])
+    names = list(stats)
+    texts = dict(zip(names, tied_rank_texts(*(np.array([stats[n][i] for n in names]) for i in range(3)))))
+    return group.assign(rank_text=entry.map(texts), entry_c_low=entry.map(lambda n: stats[n][1]),
+                        entry_c_high=entry.map(lambda n: stats[n][2]))
 
 
 _COLUMNS = [
@@ -286,11 +447,12 @@ _COLUMNS = [
     "peak_rss_mb_max", "peak_accel_mb_max", "n_params", "device", "code_hash", "git_sha", "split_sha256",
     "undefined", "method_harrell_c_mean", "rank", "is_reference", "delta_c_reference", "delta_c", "delta_c_low",
     "delta_c_high", "delta_c_per_fold", "status", "failure", "author", "date", "environment", "transfer",
-    "transductive",
+    "transductive", "best_epoch_min", "epochs_run_max", "n_fits", "first_epoch_fits", "train_c_mean", "train_c_min", "val_c_mean", "synthetic",
+    "source", "delta_c_folds", "rank_text", "entry_c_low", "entry_c_high", "flags",
 ]  # fmt: skip
 _FLOAT_COLUMNS = {
-    c for c in _COLUMNS if c.endswith(("_mean", "_sd", "_low", "_high", "_max")) or c == "delta_c"
-}
+    c for c in _COLUMNS if c.endswith(("_mean", "_sd", "_low", "_high", "_max", "_min")) or c == "delta_c"
+} - {"best_epoch_min", "epochs_run_max"}
 
 
 def summarize_run(
@@ -369,7 +531,76 @@ def summarize_run(
         "status": "ok",
         "failure": None,
         **provenance(record),
+        **training_fields(profiles),
+        "synthetic": is_synthetic(record),
+        "source": "published" if record.get("published") else "yours",
     }
+
+
+EARLY_EPOCHS = 3
+"""A fit whose val-selected (restored) epoch is at most this one "stopped at its first epochs"."""
+CHANCE_TRAIN_C = 0.55
+"""A fit whose training-patient Harrell C is at most this ranks its training patients no better than chance."""
+WRONG_SIGN = "ranks with the wrong sign: investigate"
+
+
+def training_fields(profiles: list[dict]) -> dict:
+    """What the training loop recorded per fold (``best_epoch``, ``epochs_run``, ``train_cindex``, ``val_cindex``).
+
+    Returns
+    -------
+    dict
+        ``best_epoch_min`` and ``epochs_run_max`` (int or None), ``train_c_mean`` and
+        ``val_c_mean`` (float or None), ``train_c_min`` (float or None). None = not recorded (shown n/a).
+    """
+    def values(key):
+        return [float(p[key]) for p in profiles if isinstance(p.get(key), (int, float)) and not isinstance(p.get(key), bool)
+                and math.isfinite(float(p[key]))]
+    best, runs, train, val = (values(k) for k in ("best_epoch", "epochs_run", "train_cindex", "val_cindex"))
+    fits, first = values("n_fits"), values("first_epoch_fits")
+    return {
+        "n_fits": int(sum(fits)) if fits else None,
+        "first_epoch_fits": int(sum(first)) if first else None,
+        "best_epoch_min": int(min(best)) if best else None,
+        "epochs_run_max": int(max(runs)) if runs else None,
+        "train_c_mean": float(np.mean(train)) if train else None,
+        "train_c_min": float(min(train)) if train else None,
+        "val_c_mean": float(np.mean(val)) if val else None,
+    }
+
+
+def row_flags(row: pd.Series) -> list[str]:
+    """Checks a reader must see next to a row: wrong-sign ranking, fits that did not train, SYNTHETIC inputs.
+
+    - the Harrell C interval lies wholly below 0.5: "ranks with the wrong sign: investigate";
+    - a fold restored its epoch ``<= EARLY_EPOCHS`` (val-selected): "stopped at epoch k";
+    - a fold ranks its own training patients with C ``<= CHANCE_TRAIN_C``: "train C ... ≈ chance";
+    - SYNTHETIC inputs (never on the published leaderboard).
+    """
+    flags = []
+    high = _num(row.get("harrell_c_ci_high"))
+    if high is not None and high < 0.5:
+        flags.append(WRONG_SIGN)
+    best = _num(row.get("best_epoch_min"))
+    if best is not None and best <= EARLY_EPOCHS:
+        flags.append(f"stopped at epoch {int(best)}: did it train?")
+    first, fits = _num(row.get("first_epoch_fits")), _num(row.get("n_fits"))
+    if first and fits:
+        flags.append(f"{int(first)} of {int(fits)} network fits restored their first epoch")
+    train = _num(row.get("train_c_min"))
+    if train is not None and train <= CHANCE_TRAIN_C:
+        flags.append(f"train C {train:.2f}: ranks training patients ≈ chance")
+    if isinstance(row.get("delta_c_folds"), str):
+        flags.append(f"Δ C on folds {row['delta_c_folds']} only")
+    if _true(row.get("synthetic")):
+        flags.append("SYNTHETIC inputs: never published")
+    return flags
+
+
+def _true(value) -> bool:
+    """A boolean table cell that is set and true (NaN, None and pd.NA are not)."""
+    return value is not None and value is not pd.NA and not (isinstance(value, float) and math.isnan(value)) \
+        and bool(value)
 
 
 def _rank(group: pd.DataFrame) -> pd.DataFrame:
@@ -397,14 +628,15 @@ def _delta_vs_classical(
     n_boot: int,
     seed: int,
 ) -> pd.DataFrame:
-    """Fill the Δ C columns of one (task, split set): paired difference to the best classical baseline.
+    """Fill the Δ C columns of one (task, split set): paired difference to the declared classical reference.
 
-    The best classical baseline is the reference baseline (a manifest under
-    baselines/ with ``reference = true``: CoxPH, CoxNet, RSF; see
-    :func:`benchmark.method.is_reference_record`) with the highest Harrell C
-    mean over its runs; its reference run is the
-    one with the lowest seed (then run_id). Every other run is compared with
-    that reference run fold by fold on the same test patients.
+    The reference is fixed before looking at any test fold: the method whose
+    ``method.toml`` says ``reference = true`` (:func:`reference_method`;
+    CoxPH when none does). Choosing "the classical model with the highest
+    mean test C" instead would be a winner's-curse bias against every other
+    row. Its reference run is the plain run (no transfer setting) with the
+    lowest seed (then run_id). Every other run is compared with that
+    reference run fold by fold on the same test patients.
     """
     group = group.assign(
         is_reference=False,
@@ -413,15 +645,18 @@ def _delta_vs_classical(
         delta_c_low=np.nan,
         delta_c_high=np.nan,
         delta_c_per_fold=None,
+        delta_c_folds=None,
     )
     by_dir = {(r.run_id, r.method, r.task, r.split_set): r for r in runs}
-    declared = [is_reference_record(by_dir[(r.run_id, r.method, r.task, r.split_set)].record)
-                for r in group.itertuples()]  # manifest `reference = true`, never the method's name
-    classical = group[np.asarray(declared, dtype=bool) & group["method_harrell_c_mean"].notna().to_numpy()]
-    if classical.empty:
+    plain = group["transfer"].isna() if "transfer" in group.columns else True
+    reference = reference_method()
+    manifest = np.asarray([is_reference_record(by_dir[(r.run_id, r.method, r.task, r.split_set)].record)
+                           for r in group.itertuples()], dtype=bool)  # a submission named coxph never qualifies
+    declared = group[(group["method"].eq(reference) & group["method_harrell_c_mean"].notna() & plain).to_numpy()
+                     & manifest]
+    if declared.empty:
         return group
-    best_method = classical.sort_values(["method_harrell_c_mean", "method"], ascending=[False, True]).iloc[0]["method"]
-    candidates = classical[classical["method"] == best_method]
+    candidates = declared
     ref_row = candidates.sort_values(["seed", "run_id"], na_position="last").iloc[0]
     ref_key = (ref_row["run_id"], ref_row["method"], ref_row["task"], ref_row["split_set"])
     ref_run = by_dir[ref_key]
@@ -445,6 +680,8 @@ def _delta_vs_classical(
         group.at[index, "delta_c_low"] = _float(diff["low"])
         group.at[index, "delta_c_high"] = _float(diff["high"])
         group.at[index, "delta_c_per_fold"] = [_float(v) for v in diff["per_fold"]]
+        if sorted(run.record["folds"]) != sorted(ref_run.record["folds"]):
+            group.at[index, "delta_c_folds"] = ", ".join(str(k) for k in sorted(run.record["folds"]))
     return group
 
 
@@ -452,8 +689,8 @@ def _paired_folds(run: Run, ref: Run, predictions: dict[str, dict[int, pd.DataFr
     """Align two runs' predictions fold by fold on patient_id; raise DataError when they differ."""
     if run.record.get("split_sha256") != ref.record.get("split_sha256"):
         raise DataError("the runs used different split files (split_sha256 differs)")
-    if sorted(run.record["folds"]) != sorted(ref.record["folds"]):
-        raise DataError(f"the runs cover different folds ({run.record['folds']} vs {ref.record['folds']})")
+    if not set(run.record["folds"]) <= set(ref.record["folds"]):  # a run of some folds pairs on those folds
+        raise DataError(f"the run has folds the reference lacks ({run.record['folds']} vs {ref.record['folds']})")
     folds_a, folds_b = [], []
     for k in sorted(run.record["folds"]):
         a = predictions[str(run.dir)][k].sort_values("patient_id", kind="stable")
@@ -524,32 +761,39 @@ class Section:
     task: str
     split_set: str
     published: bool  # val fold is also the test fold (optimistic)
-    reference: str | None  # "method (run_id)" of the best classical baseline
+    reference: str | None  # "method (run_id)" of the declared classical reference
     headers: list[str]
     rows: list[list[Cell]]
     crosses_zero: bool  # some Δ C interval includes 0
     transductive: bool = False  # some run pretrained on the fold's unlabelled val patients
+    figures: list = field(default_factory=list)  # [(caption, PNG path relative to the page)]
 
 
 C_HEADER = "Harrell C mean ± sd [95 % CI]"
-DELTA_HEADER = "Δ C vs best classical [95 % CI]"
+DELTA_HEADER = "Δ C vs reference [95 % CI]"
+CHECKS_HEADER = "checks"
+TRAINING_HEADER = "train C · val C · best epoch"
 HEADERS = [
     "rank",
     "method",
+    C_HEADER,
+    DELTA_HEADER,
+    CHECKS_HEADER,
     "modalities",
     "split set",
     "seed",
-    C_HEADER,
+    "source",
     "Uno C",
     "IBS",
     "mean td-AUC",
     "fit s",
     "predict samples/s",
     "peak RSS MiB",
-    DELTA_HEADER,
+    TRAINING_HEADER,
     "by · date",
     "code · environment",
 ]
+"""Column order of the pages: the deciding columns (C, Δ C, checks) come first so they stay in view."""
 
 # column -> (table column, higher is better, decimals or None for 3 significant digits)
 _BEST = {
@@ -564,8 +808,12 @@ _BEST = {
 }
 
 
-def page_sections(table: pd.DataFrame) -> list[Section]:
-    """Turn the leaderboard table into one :class:`Section` per (task, split set), cells formatted."""
+def page_sections(table: pd.DataFrame, figures: dict | None = None) -> list[Section]:
+    """Turn the leaderboard table into one :class:`Section` per (task, split set), cells formatted.
+
+    ``figures`` maps (task, split set) to ``[(caption, relative PNG path)]`` shown under the table.
+    """
+    figures = figures or {}
     sections = []
     for (task, split_set), group in table.groupby(["task", "split_set"], sort=False):
         published = bool(group["val_is_test"].any())
@@ -576,7 +824,11 @@ def page_sections(table: pd.DataFrame) -> list[Section]:
             code = str(row["code_hash"])[:12] if isinstance(row.get("code_hash"), str) else NA
             env = row.get("environment") if isinstance(row.get("environment"), str) else NA
             cells = {
-                "rank": Cell(_int_text(row["rank"]), _num(row["rank"])),
+                "rank": Cell(row["rank_text"] if isinstance(row.get("rank_text"), str) else _int_text(row["rank"]),
+                             _num(row["rank"])),
+                "source": Cell(str(row.get("source") or NA), str(row.get("source") or "")),
+                CHECKS_HEADER: Cell(row["flags"] if isinstance(row.get("flags"), str) else "", row.get("flags") or ""),
+                TRAINING_HEADER: Cell(_training_text(row), _num(row.get("train_c_mean"))),
                 "method": _method_cell(row),
                 "modalities": Cell(", ".join(row["modalities"]) or NA, ", ".join(row["modalities"])),
                 "split set": Cell(split_set + (f" {PUBLISHED_MARK}" if row["val_is_test"] else ""), split_set),
@@ -605,8 +857,16 @@ def page_sections(table: pd.DataFrame) -> list[Section]:
         reference = group["delta_c_reference"].dropna()
         reference = reference.iloc[0] if len(reference) else None
         transductive = bool(group["transductive"].fillna(False).astype(bool).any())
-        sections.append(Section(task, split_set, published, reference, HEADERS, rows, crosses_zero, transductive))
+        sections.append(Section(task, split_set, published, reference, HEADERS, rows, crosses_zero, transductive,
+                                figures.get((task, split_set), [])))
     return sections
+
+
+def _training_text(row: pd.Series) -> str:
+    """``train C · val C · best epoch/epochs run`` from the folds' profile.json (n/a when not recorded)."""
+    best, runs = _num(row.get("best_epoch_min")), _num(row.get("epochs_run_max"))
+    epoch = NA if best is None else f"{int(best)}" + (f"/{int(runs)}" if runs is not None else "")
+    return f"{_fmt(_num(row.get('train_c_mean')), 3)} · {_fmt(_num(row.get('val_c_mean')), 3)} · {epoch}"
 
 
 def entry_name(row: pd.Series) -> str:
@@ -623,7 +883,7 @@ def entry_name(row: pd.Series) -> str:
 
 
 def _method_cell(row: pd.Series) -> Cell:
-    text = entry_name(row)
+    text = entry_name(row) + (" (SYNTHETIC)" if _true(row.get("synthetic")) else "")
     return Cell(text, text)
 
 
@@ -686,20 +946,32 @@ def _intro_lines(n_boot: int, level: float, seed: int, runs_dir: Path) -> list[s
         f"- **Harrell C [{pct} CI]**: the interval is a **patient-level bootstrap** ({n_boot} resamples of the "
         f"test patients of each fold, seed {seed}) of the fold-mean C-index, from the stored predictions.",
         "- **Uno C** is truncated at the task horizon; **IBS** (integrated Brier score, lower is better) is "
-        "integrated over the task's time grid; **mean td-AUC** is the cumulative/dynamic AUC averaged over the "
-        "task horizons. IBS and td-AUC need survival curves: *n/a* means the method gives none or the metric is "
+        "integrated over the task's time grid; **mean td-AUC** is scikit-survival's weighted mean of the "
+        "cumulative/dynamic AUC over the task horizons (each horizon weighted by the drop of the test fold's "
+        "Kaplan-Meier survival there, not a plain average); metrics.json also holds the Brier score at each "
+        "horizon (`brier`) beside the IBS. IBS and td-AUC need survival curves: *n/a* means the method gives none or the metric is "
         "undefined on these folds (never read as 0).",
         "- **fit s** is the mean fit wall time per fold; **predict samples/s** the mean prediction throughput. "
         "Times are for the record; compare speed only as ratios measured on the same machine.",
         "- **peak RSS MiB** is the largest resident memory of the method's process over the folds; "
         "`profile/<method>.md` breaks each run down per fold (fit, predict, worker start-up, data loading "
         "and scoring) with the hardware it ran on.",
-        "- **Δ C vs best classical**: paired difference in Harrell C to the best classical baseline "
-        f"({', '.join(CLASSICAL_BASELINES)}; best = highest mean Harrell C on that task and split set) on the "
-        f"same test patients, fold by fold, with a paired bootstrap {pct} CI; positive = better than the "
-        f"baseline. {CROSSES_ZERO_MARK} marks an interval that includes 0 (no clear difference).",
+        "- **Δ C vs reference**: paired difference in Harrell C to the task's declared classical reference "
+        f"(the baseline whose method.toml says `reference = true`, else {DEFAULT_REFERENCE}; fixed before any test "
+        f"fold is seen, never the classical model with the best test C) on the same test patients, fold by fold, "
+        f"with a paired bootstrap {pct} CI; positive = better than the reference. {CROSSES_ZERO_MARK} marks an "
+        "interval that includes 0 (no clear difference).",
         "- Risk is higher for shorter expected survival. **Bold** = best value of a column within a table. "
-        "Rank orders methods by mean Harrell C over all their runs (seeds); each run is one row.",
+        "**Rank** counts the entries whose Harrell C interval lies wholly above this one (seeds combined: the "
+        "interval adds the seed-to-seed variance of the mean to the patient bootstrap); `=2` means tied: the "
+        "intervals do not separate. Each run is one row.",
+        f"- **checks**: \"{WRONG_SIGN}\" when the C interval lies wholly below 0.5; \"stopped at epoch k\" when a "
+        f"fold's val-selected epoch is ≤ {EARLY_EPOCHS} (a model restored at its first epochs did not train); "
+        f"\"train C ≈ chance\" when a fold ranks its own training patients with C ≤ {CHANCE_TRAIN_C}. **train C · "
+        "val C · best epoch** comes from each fold's profile.json (n/a when the training loop did not record it).",
+        "- **source**: `published` = a run shipped with mmbench (`leaderboard/published-runs/`), `yours` = a run "
+        "in your results store. A published run whose key no longer matches the code is listed as stale, not "
+        "ranked.",
         "- **failed** rows: the method raised, ran past the per-fold time or memory limit, died, or returned a "
         "NaN / wrongly shaped prediction; the reason names the first failed fold (`fold_<k>/failed.json` holds the "
         "traceback). They are not ranked. **by · date** is the submitter (`mmbench submit --author`) and the date; "
@@ -720,7 +992,7 @@ def _section_notes(section: Section) -> list[str]:
     if section.published:
         notes.append(f"{PUBLISHED_MARK} Published split family: val = test fold, optimistic.")
     if section.reference is None:
-        notes.append("No classical baseline (coxph, coxnet, rsf) has a complete run here: Δ C is n/a.")
+        notes.append(f"The classical reference ({reference_method()}) has no complete run here: Δ C is n/a.")
     else:
         notes.append(f"Δ C reference: {section.reference}.")
     if section.crosses_zero:
@@ -728,6 +1000,9 @@ def _section_notes(section: Section) -> list[str]:
     if section.transductive:
         notes.append(f"{TRANSDUCTIVE_MARK} Transductive pretraining: the fold's val patients (without labels) "
                      "were in the pretraining corpus (never its test patients).")
+    from benchmark.loaders import labels_public_note
+
+    notes += [n for n in [labels_public_note(section.task)] if n]  # issue 10: whose labels a submitter could see
     return notes
 
 
@@ -737,7 +1012,7 @@ def _escape_md(text: str) -> str:
 
 def render_markdown(
     sections: list[Section], incomplete: list[Run], warnings: list[str], *, n_boot: int, level: float, seed: int,
-    runs_dir: Path,
+    runs_dir: Path, stale: list | None = None, skipped: list[list[str]] | None = None,
 ) -> str:
     """The leaderboard as GitHub Markdown (``README.md``).
 
@@ -756,7 +1031,9 @@ def render_markdown(
     -------
     str
     """
-    lines = ["# mmbench leaderboard", "", *_intro_lines(n_boot, level, seed, runs_dir), ""]
+    stale, skipped = stale or [], skipped or []
+    lines = ["# mmbench leaderboard", "", "Across tasks: [verdict](verdict.md).", "",
+             *_intro_lines(n_boot, level, seed, runs_dir), "", PROTOCOL_NOTES.strip(), ""]
     if not sections:
         lines += ["*No complete run yet.*", ""]
     task = None
@@ -773,6 +1050,8 @@ def render_markdown(
         lines.append("")
         lines += [f"{note}  " for note in _section_notes(section)]
         lines.append("")
+        for caption, path in section.figures:
+            lines += [f"![{caption}]({path})", ""]
     if incomplete:
         lines += ["## Incomplete runs (not ranked)", ""]
         lines.append(
@@ -784,9 +1063,53 @@ def render_markdown(
             )
         )
         lines.append("")
+    lines += _extra_markdown(stale, skipped)
     if warnings:
         lines += ["## Skipped", ""] + [f"- {_escape_md(w)}" for w in warnings] + [""]
     return "\n".join(lines)
+
+
+def _extra_markdown(stale: list, skipped: list[list[str]]) -> list[str]:
+    lines = []
+    if skipped:
+        lines += ["## Not run", ""]
+        lines.append(tabulate([[_escape_md(c) for c in row] for row in skipped], headers=_NOT_RUN_HEADERS,
+                              tablefmt="github", disable_numparse=True))
+        lines.append("")
+    if stale:
+        lines += ["## Stale published runs (not ranked)", "",
+                  "Their recorded key no longer matches what the current code computes: a maintainer reruns them "
+                  "and publishes again (`mmbench leaderboard --publish`).", ""]
+        lines.append(tabulate([[s.run.task, s.run.split_set, s.run.method, s.run.run_id, _escape_md(s.reason)]
+                               for s in stale], headers=_STALE_HEADERS, tablefmt="github", disable_numparse=True))
+        lines.append("")
+    return lines
+
+
+_STALE_HEADERS = ["task", "split set", "method", "run", "why"]
+_NOT_RUN_HEADERS = ["task", "method", "status", "command that produces the row"]
+
+
+WSI_BASELINES = ("abmil", "transmil", "porpoise", "survpath")
+"""Baselines that need patch features (``wsi``); listed as not run on TCGA tasks without them."""
+
+
+def wsi_not_run(table: pd.DataFrame) -> list[list[str]]:
+    """One row per (TCGA task on the board, WSI baseline) without a ranked run: why, and the commands to get one."""
+    rows = []
+    if table.empty:
+        return rows
+    for task in sorted(t for t in table["task"].dropna().unique() if str(t).startswith("tcga-")):
+        have = set(table.loc[table["task"] == task, "method"])
+        cohort = task.split("-")[1]
+        for method in WSI_BASELINES:
+            if method in have:
+                continue
+            rows.append([task, method, "not run: needs patch features",
+                         f"mmbench slides prepare <GDC tcga-{cohort} diagnostic slides> --out $MMBENCH_DATA/features "
+                         f"--encoder uni-vitl16 --weights <uni.safetensors> && mmbench run --task {task} "
+                         f"--method baselines/{method}"])
+    return rows
 
 
 def _bold_md(text: str) -> str:
@@ -815,11 +1138,19 @@ _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem auto;max-width:1400px;
 padding:0 1rem;color:#1f2328;line-height:1.45}
 h1{border-bottom:1px solid #d0d7de;padding-bottom:.3rem}h2{margin-top:2.2rem;border-bottom:1px solid #eaeef2}
-table{border-collapse:collapse;margin:.6rem 0;font-size:.9rem}
-th,td{border:1px solid #d0d7de;padding:.3rem .6rem;text-align:left;white-space:nowrap}
-th{background:#f6f8fa;cursor:pointer;user-select:none}th:hover{background:#eaeef2}
+.scroll{overflow:auto;max-width:100%;width:fit-content;max-height:80vh;margin:.6rem 0;border:1px solid #d0d7de}
+table{border-collapse:separate;border-spacing:0;font-size:.9rem}
+th,td{border-right:1px solid #d0d7de;border-bottom:1px solid #d0d7de;padding:.3rem .6rem;text-align:left;
+white-space:nowrap;background:#fff}
+th{background:#f6f8fa;cursor:pointer;user-select:none;position:sticky;top:0;z-index:2}th:hover{background:#eaeef2}
+table.board td:nth-child(1),table.board th:nth-child(1){position:sticky;left:0;z-index:1;min-width:2.5rem}
+table.board td:nth-child(2),table.board th:nth-child(2){position:sticky;left:2.5rem;z-index:1;
+box-shadow:2px 0 0 #d0d7de;max-width:22rem;white-space:normal}
+table.board th:nth-child(1),table.board th:nth-child(2){z-index:3}
 th.asc::after{content:" \\25B2"}th.desc::after{content:" \\25BC"}
 tr.published td{background:#fff8e5}.note{color:#57606a;margin:.2rem 0}code{background:#f6f8fa;padding:0 .2rem}
+figure{display:inline-block;vertical-align:top;margin:.5rem 1rem .5rem 0}figure img{max-width:640px;width:100%}
+figcaption{color:#57606a;font-size:.85rem}
 """
 
 _JS = """
@@ -846,7 +1177,7 @@ document.querySelectorAll("table.sortable").forEach(function(table){
 
 def render_html(
     sections: list[Section], incomplete: list[Run], warnings: list[str], *, n_boot: int, level: float, seed: int,
-    runs_dir: Path,
+    runs_dir: Path, stale: list | None = None, skipped: list[list[str]] | None = None,
 ) -> str:
     """The leaderboard as one static HTML page (``index.html``): inline CSS and JS, no server, no CDN.
 
@@ -864,8 +1195,15 @@ def render_html(
         "<title>mmbench leaderboard</title>",
         f"<style>{_CSS}</style></head><body>",
         "<h1>mmbench leaderboard</h1>",
+        '<p>Across tasks: <a href="verdict.html">verdict</a>.</p>',
+        "<details><summary>How the numbers are computed (rank, Δ C, checks, marks)</summary>",
         _markdownish_html(_intro_lines(n_boot, level, seed, runs_dir)),
+        "</details>",
+        "<details><summary>Training protocol (how every baseline is tuned; the fixed Δ C reference)</summary>",
+        _markdownish_html(protocol_lines()),
+        "</details>",
     ]
+    stale, skipped = stale or [], skipped or []
     if not sections:
         out.append("<p><em>No complete run yet.</em></p>")
     task = None
@@ -874,7 +1212,7 @@ def render_html(
             task = section.task
             out.append(f"<h2>{esc(task)}</h2>")
         out.append(f"<h3>{_inline(_section_title(section))}</h3>")
-        out.append('<table class="sortable"><thead><tr>')
+        out.append('<div class="scroll"><table class="sortable board"><thead><tr>')
         out.extend(f"<th>{esc(h)}</th>" for h in section.headers)
         out.append("</tr></thead><tbody>")
         for row in section.rows:
@@ -887,8 +1225,10 @@ def render_html(
                     text = f"<strong>{head}</strong>{sep}{tail}"
                 out.append(f'<td data-sort="{esc(_sort_attr(cell.sort))}">{text}</td>')
             out.append("</tr>")
-        out.append("</tbody></table>")
+        out.append("</tbody></table></div>")
         out.extend(f'<p class="note">{_inline(note)}</p>' for note in _section_notes(section))
+        out.extend(f'<figure><img src="{esc(path)}" alt="{esc(caption)}" loading="lazy">'
+                   f"<figcaption>{esc(caption)}</figcaption></figure>" for caption, path in section.figures)
     if incomplete:
         out.append("<h2>Incomplete runs (not ranked)</h2>")
         out.append('<table class="sortable"><thead><tr>')
@@ -898,12 +1238,30 @@ def render_html(
             cells = "".join(f'<td data-sort="{esc(c)}">{esc(c)}</td>' for c in _incomplete_row(run))
             out.append(f"<tr>{cells}</tr>")
         out.append("</tbody></table>")
+    if skipped:
+        out.append("<h2>Not run</h2>")
+        out.append(html_table(_NOT_RUN_HEADERS, skipped))
+    if stale:
+        out.append("<h2>Stale published runs (not ranked)</h2><p>Their recorded key no longer matches what the "
+                   "current code computes: a maintainer reruns them and publishes again "
+                   "(<code>mmbench leaderboard --publish</code>).</p>")
+        out.append(html_table(_STALE_HEADERS, [[s.run.task, s.run.split_set, s.run.method, s.run.run_id, s.reason]
+                                               for s in stale]))
     if warnings:
         out.append("<h2>Skipped</h2><ul>")
         out.extend(f"<li>{esc(w)}</li>" for w in warnings)
         out.append("</ul>")
     out.append(f"<script>{_JS}</script></body></html>")
     return "\n".join(out) + "\n"
+
+
+def html_table(headers: list[str], rows: list[list[str]]) -> str:
+    """A plain sortable HTML table (escaped text cells) inside a scrolling box."""
+    esc = html.escape
+    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f'<td data-sort="{esc(str(c))}">{esc(str(c))}</td>' for c in row) + "</tr>"
+                   for row in rows)
+    return f'<div class="scroll"><table class="sortable"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
 def _sort_attr(value) -> str:

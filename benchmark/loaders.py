@@ -13,6 +13,10 @@ Sources
     SurvSet (Drysdale 2022) datasets shipped inside the ``SurvSet`` wheel.
 ``sksurv``
     scikit-survival's bundled datasets (e.g. ``load_breast_cancer``).
+``csv``
+    A user's own cohort: one row per patient in a CSV or Parquet file next to
+    the task file (columns named by ``id_column``, ``time_column``,
+    ``event_column`` / ``censorship_column``); see ``tasks/README.md``.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import pandas as pd
 
 from benchmark.cohort import Cohort, validate_labels
 from benchmark.errors import DataError
+from benchmark.integrity import check_label_conflicts, check_slide_owners, missing_as_nan, read_table
 from benchmark.task import TaskSpec
 
 TCGA_ENDPOINT_COLUMNS = {
@@ -67,18 +72,67 @@ def label_sources(task: TaskSpec, data_root: str | Path | None = None,
     ``<labels-root>/<labels>``: the whole labels root is returned. A public
     TCGA task keeps them in its cohort file (and the SurvPath metadata for
     DSS/PFI). SurvSet and scikit-survival cohorts ship inside installed
-    packages and are public: nothing is returned for them.
+    packages: their data folders (:func:`package_label_sources`) are returned
+    for **every** task, so that a method can load none of them (through the
+    package's loader or by reading the files) whatever task it runs on.
     """
     root = resolve_data_root(data_root)
+    packaged = package_label_sources()
     if task.extra.get("labels"):
         labels = resolve_labels_root(labels_root)
-        return [labels] if labels is not None else []
+        return ([labels] if labels is not None else []) + packaged
     if task.source != "tcga" or root is None:
-        return []
+        return packaged
     paths = [root / "omics" / f"tcga_{task.dataset}_all_clean.csv.zip"]
     if task.endpoint != "OS":
         paths.append(root / "survpath" / "metadata" / f"tcga_{task.dataset}.csv")
-    return [p for p in paths if p.exists()]
+    return [p for p in paths if p.exists()] + packaged
+
+
+def labels_public_note(task_name: str) -> str:
+    """One line saying whether a task's labels are public, for the leaderboard.
+
+    Public labels (TCGA open access, SurvSet, scikit-survival) mean a submitted
+    row can only be checked by rerunning it: the fold sandbox hides the files
+    from method code and ``mmbench validate`` / ``submit`` refuse a folder
+    carrying them, but a submitter could still have tuned on them offline.
+    """
+    from benchmark.task import load_task
+
+    try:
+        task = load_task(task_name)
+    except Exception:  # a task file that is gone: say nothing rather than guess
+        return ""
+    if task.extra.get("labels"):
+        return f"Labels of `{task.name}` are private (a separate labels root): submitted rows are scored blind."
+    where = {"tcga": "TCGA open access, in the data root", "survset": "installed with SurvSet",
+             "sksurv": "installed with scikit-survival"}[task.source]
+    return (f"Labels of `{task.name}` are public ({where}): a submitted row is checked only by rerunning it "
+            "(`mmbench run` on the bundle's method folder).")
+
+
+PACKAGED_DATA = (("SurvSet", "resources"), ("sksurv", "datasets/data"))
+"""Installed task sources and the folder, inside each package, that holds their datasets (with labels)."""
+
+
+def package_label_sources() -> list[Path]:
+    """The installed data folders of the packaged task sources (SurvSet, scikit-survival) present here.
+
+    Found with :func:`importlib.util.find_spec` (the packages are not imported).
+    """
+    import importlib.util
+
+    paths = []
+    for package, relative in PACKAGED_DATA:
+        try:
+            spec = importlib.util.find_spec(package)
+        except (ImportError, ValueError):
+            spec = None
+        for location in (spec.submodule_search_locations or []) if spec else []:
+            folder = Path(location) / relative
+            if folder.is_dir():
+                paths.append(folder)
+    return paths
 
 
 def load_cohort(task: TaskSpec, data_root: str | Path | None = None,
@@ -123,9 +177,12 @@ def load_cohort(task: TaskSpec, data_root: str | Path | None = None,
         table, source = _read_tcga(task, root, resolve_labels_root(labels_root))
     elif task.source == "survset":
         table, source = _read_survset(task)
+    elif task.source == "csv":
+        table, source = _read_csv(task)
     else:
         table, source = _read_sksurv(task)
-    time, event = validate_labels(source, table["patient_id"].to_numpy(), table["time"], table["event"])
+    time, event = validate_labels(source, table["patient_id"].to_numpy(), table["time"], table["event"],
+                                  **label_names(task))
     patient_id = table["patient_id"].astype(str).to_numpy()
     modalities, kinds = {}, {}
     for spec in task.modalities.values():
@@ -166,11 +223,12 @@ def _modality_frame(table: pd.DataFrame, spec, source: str, patient_id: np.ndarr
         raise DataError(f"{source}: modality '{spec.name}' matches no column (pattern {spec.pattern!r})")
     parts = []
     for col in columns:
+        raw = missing_as_nan(table[col])  # one rule for missing markers (benchmark.integrity)
         if col in spec.categorical:
-            parts.append(one_hot(table[col], col))
+            parts.append(one_hot(raw, col))
         else:
-            values = pd.to_numeric(table[col], errors="coerce")
-            bad = values.isna() & table[col].notna()
+            values = pd.to_numeric(raw, errors="coerce")
+            bad = values.isna() & raw.notna()
             if bad.any():
                 raise DataError(f"{source}: field '{col}' is not numeric for patient '{table['patient_id'].iloc[int(np.argmax(bad.to_numpy()))]}'")
             parts.append(values.astype(np.float64).rename(col))
@@ -182,9 +240,13 @@ def _modality_frame(table: pd.DataFrame, spec, source: str, patient_id: np.ndarr
 def one_hot(values: pd.Series, prefix: str) -> pd.DataFrame:
     """One-hot encode a categorical column; rows with a missing value stay NaN in every dummy.
 
+    A missing value is NaN or a missing marker (:func:`benchmark.integrity.missing_as_nan`:
+    SurvSet's ``missing``, ``''``, ``NA``, ``[Not Available]``, ...): it never becomes a category.
+
     Returns a float64 DataFrame with one column ``<prefix>=<category>`` per
     category seen in the data (sorted).
     """
+    values = missing_as_nan(values)
     cats = sorted(values.dropna().astype(str).unique())
     as_str = values.astype("string")
     frame = pd.DataFrame({f"{prefix}={c}": (as_str == c).astype("float64") for c in cats}, index=values.index)
@@ -194,22 +256,21 @@ def one_hot(values: pd.Series, prefix: str) -> pd.DataFrame:
 
 def _read_tcga(task: TaskSpec, root: Path | None, labels_root: Path | None = None) -> tuple[pd.DataFrame, str]:
     omics = require_data_root(task, root, f"omics/tcga_{task.dataset}_all_clean.csv.zip")
-    try:
-        slides = pd.read_csv(omics, low_memory=False)
-    except Exception as exc:  # unreadable zip or CSV
-        raise DataError(f"{omics}: cannot read ({type(exc).__name__}: {exc})") from None
+    slides = read_table(omics, low_memory=False)  # ids as text: '00017' stays '00017'
     if task.extra.get("labels"):
         slides = _merge_private_labels(task, slides, labels_root)
     for col in ("case_id", "slide_id", "site", "survival_months", "censorship"):
         if col not in slides.columns:
             raise DataError(f"{omics}: field '{col}' is missing")
     slides = slides.drop(columns=[c for c in slides.columns if c.startswith("Unnamed")])
+    check_slide_owners(slides["case_id"], slides["slide_id"], omics, str(task.extra.get("slide_id_rule", "tcga-barcode")))
     if task.endpoint != "OS":
         if task.endpoint not in TCGA_ENDPOINT_COLUMNS:
             raise DataError(f"{task.path}: endpoint '{task.endpoint}' is not one of OS, DSS, PFI")
         meta_path = require_data_root(task, root, f"survpath/metadata/tcga_{task.dataset}.csv")
         t_col, c_col = TCGA_ENDPOINT_COLUMNS[task.endpoint]
-        meta = pd.read_csv(meta_path, usecols=["case_id", t_col, c_col]).dropna()
+        meta = read_table(meta_path, usecols=["case_id", t_col, c_col]).dropna()
+        check_label_conflicts(meta, "case_id", [t_col, c_col], meta_path)
         meta = meta.drop_duplicates("case_id")
         slides = slides.drop(columns=["survival_months", "censorship"]).merge(
             meta.rename(columns={t_col: "survival_months", c_col: "censorship"}), on="case_id", how="inner")
@@ -244,7 +305,7 @@ def _merge_private_labels(task: TaskSpec, slides: pd.DataFrame, labels_root: Pat
     path = labels_root / str(task.extra["labels"])
     if not path.is_file():
         raise DataError(f"{path} not found: task '{task.name}' expects its labels file there")
-    labels = pd.read_csv(path, dtype={"case_id": str})
+    labels = read_table(path)
     for col in ("case_id", "survival_months", "censorship"):
         if col not in labels.columns:
             raise DataError(f"{path}: field '{col}' is missing")
@@ -252,6 +313,64 @@ def _merge_private_labels(task: TaskSpec, slides: pd.DataFrame, labels_root: Pat
         raise DataError(f"{path}: duplicate patient '{labels['case_id'][labels['case_id'].duplicated()].iloc[0]}'")
     inputs = slides.drop(columns=["survival_months", "censorship"], errors="ignore")
     return inputs.merge(labels[["case_id", "survival_months", "censorship"]], on="case_id", how="inner")
+
+
+def label_names(task: TaskSpec) -> dict[str, str]:
+    """The names of the time and event columns in the task's own file, for error messages.
+
+    TCGA files hold ``survival_months`` (``censorship`` is checked where it is
+    converted); a csv task names its own columns (``time_column``,
+    ``event_column`` or ``censorship_column``).
+    """
+    if task.source == "tcga":
+        return {"time_name": "survival_months", "event_name": "event (1 - censorship)"}
+    if task.source == "csv":
+        return {"time_name": str(task.extra["time_column"]),
+                "event_name": str(task.extra.get("event_column") or task.extra["censorship_column"])}
+    return {}
+
+
+def csv_path(task: TaskSpec) -> Path:
+    """The file of a csv task: ``dataset``, relative to the task file's folder (or absolute, ``~`` expanded)."""
+    path = Path(str(task.dataset)).expanduser()
+    return path if path.is_absolute() else task.path.parent / path
+
+
+def _read_csv(task: TaskSpec) -> tuple[pd.DataFrame, str]:
+    """A user's cohort: one row per patient in a CSV (or ``.parquet``) file, columns named by the task file.
+
+    ``id_column`` (patient id), ``time_column`` (in ``time_unit``) and
+    ``event_column`` (1 = observed) or ``censorship_column`` (1 = censored,
+    converted here once). Modalities select their columns by ``columns``,
+    ``prefix`` or ``pattern``.
+    """
+    path = csv_path(task)
+    if not path.is_file():
+        raise DataError(f"{path} not found: task '{task.name}' (field 'dataset' of {task.path}) names it")
+    try:
+        frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, low_memory=False)
+    except Exception as exc:  # pandas raises several types for a broken file
+        raise DataError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from None
+    id_col, time_col = task.extra["id_column"], task.extra["time_column"]
+    event_col, censor_col = task.extra.get("event_column"), task.extra.get("censorship_column")
+    for field, col in (("id_column", id_col), ("time_column", time_col), ("event_column", event_col),
+                       ("censorship_column", censor_col)):
+        if col and col not in frame.columns:
+            raise DataError(f"{path}: column '{col}' ({field} in {task.path.name}) is missing; the file has "
+                            f"{', '.join(map(str, frame.columns[:8]))}{', …' if len(frame.columns) > 8 else ''}")
+    if censor_col:
+        censorship = pd.to_numeric(frame[censor_col], errors="coerce")
+        bad = ~censorship.isin([0, 1])
+        if bad.any():
+            first = int(np.argmax(bad.to_numpy()))
+            raise DataError(f"{path}: column '{censor_col}' must be 0 or 1 (1 = censored), got "
+                            f"{frame[censor_col].iloc[first]} for patient '{frame[id_col].iloc[first]}'")
+        event = 1 - censorship
+    else:
+        event = frame[event_col]
+    labels = pd.DataFrame({"patient_id": frame[id_col].astype(str), "time": frame[time_col], "event": event})
+    rest = frame.drop(columns=[c for c in ("patient_id", "time", "event") if c in frame.columns])
+    return pd.concat([rest, labels], axis=1), str(path)
 
 
 def _read_survset(task: TaskSpec) -> tuple[pd.DataFrame, str]:

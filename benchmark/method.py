@@ -168,6 +168,25 @@ def is_reference_record(record: dict[str, Any]) -> bool:
         return False
 
 
+def did_you_mean_method(folder: Path) -> str:
+    """``"; did you mean baselines/coxph?"`` for a method folder that does not exist ("" when nothing is close).
+
+    Candidates: the method folders next to the one asked for, and those in ``baselines/`` and ``submissions/``.
+    """
+    import difflib
+
+    repo = Path(__file__).resolve().parents[1]
+    roots = [folder.parent, repo / "baselines", repo / "submissions"]
+    candidates = {}
+    for root in roots:
+        if root.is_dir():
+            for manifest in root.glob("*/method.toml"):
+                shown = manifest.parent.relative_to(repo) if manifest.parent.is_relative_to(repo) else manifest.parent
+                candidates.setdefault(manifest.parent.name, str(shown))
+    close = difflib.get_close_matches(folder.name, list(candidates), n=3, cutoff=0.5)
+    return f"; did you mean {', '.join(candidates[c] for c in close)}?" if close else ""
+
+
 def load_spec(path: str | Path) -> MethodSpec:
     """Read ``<path>/method.toml``.
 
@@ -179,7 +198,7 @@ def load_spec(path: str | Path) -> MethodSpec:
     folder = Path(path)
     manifest = folder / "method.toml"
     if not folder.is_dir():
-        raise MethodError(f"method folder '{folder}' does not exist")
+        raise MethodError(f"method folder '{folder}' does not exist{did_you_mean_method(folder)}")
     if not manifest.is_file():
         raise MethodError(f"'{manifest}' is missing: a method folder needs a method.toml")
     try:
@@ -282,13 +301,22 @@ def resolve_modalities(spec: MethodSpec, kinds: dict[str, str], override: list[s
     return chosen
 
 
+SURVIVAL_TOL = 1e-6
+"""Float-noise tolerance of the survival-curve checks (bounds and monotonicity), absolute."""
+
+
 def check_prediction(prediction: Any, n: int, n_grid: int, method: str) -> Prediction:
     """Validate what ``predict`` returned.
+
+    Survival curves must lie in [0, 1] and be non-increasing along the grid,
+    both up to :data:`SURVIVAL_TOL` (float noise); a curve that rises (e.g.
+    ``1 - S(t)`` returned by mistake) is refused like a NaN, never scored.
 
     Raises
     ------
     MethodError
-        Not a Prediction, wrong shape, NaN/inf risk, or survival outside [0, 1].
+        Not a Prediction, wrong shape, NaN/inf risk, survival outside [0, 1]
+        or rising along the grid.
     """
     if not isinstance(prediction, Prediction):
         raise MethodError(f"method '{method}': predict returned {type(prediction).__name__}, expected Prediction")
@@ -302,7 +330,13 @@ def check_prediction(prediction: Any, n: int, n_grid: int, method: str) -> Predi
         survival = np.asarray(survival, dtype=np.float64)
         if survival.shape != (n, n_grid):
             raise MethodError(f"method '{method}': survival has shape {survival.shape}, expected ({n}, {n_grid})")
-        if not np.isfinite(survival).all() or survival.min() < -1e-6 or survival.max() > 1 + 1e-6:
+        if not np.isfinite(survival).all() or survival.min() < -SURVIVAL_TOL or survival.max() > 1 + SURVIVAL_TOL:
             raise MethodError(f"method '{method}': survival must be finite and within [0, 1]")
+        rise = np.diff(survival, axis=1) if n_grid > 1 else np.zeros((n, 0))
+        if rise.size and rise.max() > SURVIVAL_TOL:
+            patient, point = np.unravel_index(int(np.argmax(rise)), rise.shape)
+            raise MethodError(f"method '{method}': survival must be non-increasing along the time grid "
+                              f"(patient row {patient} rises by {rise[patient, point]:.3g} at grid point {point + 1}; "
+                              f"{int((rise > SURVIVAL_TOL).any(axis=1).sum())} of {n} curves rise)")
         survival = np.clip(survival, 0.0, 1.0)
     return Prediction(risk=risk, survival=survival)

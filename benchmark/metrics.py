@@ -34,8 +34,13 @@ Conventions shared by all functions:
   only known up to the last training time ``t_max_train``, so every
   IPCW metric is evaluated strictly before it (Uno's ``tau`` is clipped to
   ``t_max_train``; AUC horizons and Brier grid points at or after it are
-  undefined / dropped). Test patients followed beyond those times still
+  undefined / dropped, and every dropped point is recorded in the fold's
+  ``undefined``). Test patients followed beyond those times still
   count, as controls or as patients at risk.
+- Censoring weights come from the **whole** training fold, whatever part
+  of it the method was allowed to see (a label budget): the runner passes
+  the fold's full training labels, so budgets differ only in what a method
+  learnt, never in how it is scored.
 
 Computations come from scikit-survival (``sksurv.metrics``) and, for
 Antolini's C, pycox; this module fixes the input checks and edge cases around
@@ -246,6 +251,14 @@ def uno_c(train_time, train_event, time, event, risk, tau) -> float:
     :func:`sksurv.metrics.concordance_index_ipcw` (same pair and tie rule as
     :func:`harrell_c`).
 
+    Tied event and censoring times: a pair where patient i has an event and
+    patient j is censored **at the same time** is comparable here (i is taken
+    to fail first), as in scikit-survival and Harrell's C. Uno et al. (2011)
+    define the comparable pairs with ``T_i < T_j`` strictly and would leave it
+    out; on data with such ties the two values differ (a test pins this rule:
+    times (1, 1, 2), events (1, 0, 1), risks (0.4, 0.5, 0.3) give 0.5 here,
+    1.0 under the strict rule).
+
     Test times beyond the training follow-up: ``G`` is unknown after the last
     training time ``t_max_train`` (scikit-survival raises there), so the
     truncation time used is ``min(tau, t_max_train)``. Test patients followed
@@ -386,6 +399,68 @@ def cumulative_dynamic_auc(train_time, train_event, time, event, risk, times) ->
     return auc, float(mean_auc)
 
 
+def brier_grid(train_time, time, grid) -> tuple[np.ndarray, list[str]]:
+    """Which grid points the Brier score is defined at, and why the others are dropped.
+
+    The Brier score at t needs the censoring survival ``G(t)`` (known
+    strictly before the last training time ``t_max_train``) and test patients
+    followed up to t: it is defined for ``min(test time) <= t <= max(test
+    time)`` and ``t < t_max_train``. At the largest test time itself every test
+    patient is a case or censored before it, and the score is defined (only
+    the time-dependent AUC needs controls beyond t).
+
+    Parameters
+    ----------
+    train_time : array-like of float, shape (n_train,)
+    time : array-like of float, shape (n,)
+        Test times.
+    grid : array-like of float, shape (T,)
+
+    Returns
+    -------
+    keep : ndarray of bool, shape (T,)
+    dropped : list of str
+        One reason per dropped grid point (``"t=0: before the first test time 1.2"``).
+    """
+    tt, t, g = np.asarray(train_time, float), np.asarray(time, float), np.asarray(grid, float)
+    keep = (g >= t.min()) & (g <= t.max()) & (g < tt.max())
+    dropped = []
+    for x in g[~keep]:
+        if x < t.min():
+            dropped.append(f"t={x:g}: before the first test time {t.min():g}")
+        elif x > t.max():
+            dropped.append(f"t={x:g}: after the last test time {t.max():g}")
+        else:
+            dropped.append(f"t={x:g}: not before the last training time {tt.max():g} (censoring distribution unknown)")
+    return keep, dropped
+
+
+def _graf_brier(tt: np.ndarray, te: np.ndarray, t: np.ndarray, e: np.ndarray, s: np.ndarray,
+                times: np.ndarray) -> np.ndarray:
+    """Brier score at each of ``times`` (all defined by :func:`brier_grid`), shape (len(times),).
+
+    The formula of :func:`sksurv.metrics.brier_score` (Graf et al. 1999), with
+    its censoring estimator (:class:`sksurv.nonparametric.CensoringDistributionEstimator`
+    fitted on the training fold); scikit-survival itself refuses ``t = max(test
+    time)``, where the score is defined, so the sum is written out here (a test
+    checks it equals scikit-survival's below the largest test time).
+    """
+    from sksurv.nonparametric import CensoringDistributionEstimator
+
+    t_cut, e_cut = _within_follow_up(t, e, times.max(), tt.max())
+    censoring = CensoringDistributionEstimator().fit(_surv(tt, te))
+    g_t = censoring.predict_proba(times)
+    g_t[g_t == 0] = np.inf
+    g_y = censoring.predict_proba(t_cut)
+    g_y[g_y == 0] = np.inf
+    scores = np.empty(times.size)
+    for k, x in enumerate(times):
+        case = (t_cut <= x) & e_cut
+        control = t_cut > x
+        scores[k] = np.mean(np.square(s[:, k]) * case / g_y + np.square(1.0 - s[:, k]) * control / g_t[k])
+    return scores
+
+
 def integrated_brier_score(train_time, train_event, time, event, survival, grid) -> float:
     """Integrated Brier score of predicted survival curves, with IPCW.
 
@@ -393,14 +468,15 @@ def integrated_brier_score(train_time, train_event, time, event, survival, grid)
     event at ``T_i <= t``, ``(1 - S_i(t))^2 / G(t)`` for ``T_i > t`` and 0 for
     a censoring before t, with ``G`` the training fold's Kaplan-Meier
     censoring survival (Graf et al. 1999, Stat Med 18:2529). Integrated with
-    the trapezoid rule over the used grid points and divided by their span.
-    Computed by :func:`sksurv.metrics.integrated_brier_score`. Lower is better.
+    the trapezoid rule over the used grid points and divided by their span,
+    as :func:`sksurv.metrics.integrated_brier_score` does. Lower is better.
 
-    Grid points used: those with ``min(test time) <= t < max(test time)``
-    (scikit-survival's range) and ``t < t_max_train`` (``G`` known); the
-    others are dropped (e.g. a grid that starts at 0 loses that point). At
-    least two points must remain. scikit-survival also needs at least one
-    event in the training fold and in the test fold.
+    Grid points used: those where the Brier score is defined,
+    ``min(test time) <= t <= max(test time)`` and ``t < t_max_train``
+    (:func:`brier_grid`, which also gives the reason for each dropped point;
+    :func:`evaluate_fold` records them under ``undefined["ibs_grid"]``). At
+    least two points must remain. A training and a test fold without any event
+    are refused (as scikit-survival does).
 
     Parameters
     ----------
@@ -425,19 +501,69 @@ def integrated_brier_score(train_time, train_event, time, event, survival, grid)
     DataError
         Malformed labels, curves or grid.
     """
-    from sksurv.metrics import integrated_brier_score as sksurv_ibs
+    from scipy.integrate import trapezoid
 
     tt, te, t, e = _ipcw_labels(train_time, train_event, time, event, "integrated Brier score")
     g = _times(grid, "grid")
     s = _curves(survival, t.size, g)
-    keep = (g >= t.min()) & (g < t.max()) & (g < tt.max())
+    keep, _ = brier_grid(tt, t, g)
     if keep.sum() < 2:
         raise UndefinedMetricError(
             f"integrated Brier score is undefined: {int(keep.sum())} grid point(s) within "
-            f"[{t.min():g}, {min(t.max(), tt.max()):g}) (test follow-up, before the last training time); need 2"
+            f"[{t.min():g}, {t.max():g}] and before the last training time {tt.max():g}; need 2"
         )
-    t_cut, e_cut = _within_follow_up(t, e, g[keep].max(), tt.max())
-    return float(sksurv_ibs(_surv(tt, te), _surv(t_cut, e_cut), s[:, keep], g[keep]))
+    scores = _graf_brier(tt, te, t, e, s[:, keep], g[keep])
+    return float(trapezoid(scores, g[keep]) / (g[keep][-1] - g[keep][0]))
+
+
+def brier_at_horizons(train_time, train_event, time, event, survival, grid, horizons) -> tuple[np.ndarray, list]:
+    """Brier score at each task horizon (e.g. 1, 3 and 5 years), as papers report it beside the IBS.
+
+    ``S_i(h)`` is read from the grid as the value at the last grid point
+    ``<= h`` (``steps='post'``, as :func:`antolini_c` reads curves). Same
+    formula and censoring weights as :func:`integrated_brier_score`.
+
+    Parameters
+    ----------
+    train_time, train_event, time, event
+        As in :func:`integrated_brier_score`.
+    survival : array-like of float, shape (n, T)
+    grid : array-like of float, shape (T,)
+    horizons : array-like of float, shape (H,)
+
+    Returns
+    -------
+    scores : ndarray of float64, shape (H,)
+        NaN where undefined.
+    reasons : list of (str or None), length H
+        Why a horizon is undefined (before/after the grid, outside the test
+        follow-up, not before the last training time); None where defined.
+
+    Raises
+    ------
+    UndefinedMetricError
+        No event in the training or the test fold.
+    DataError
+        Malformed labels, curves, grid or horizons.
+    """
+    tt, te, t, e = _ipcw_labels(train_time, train_event, time, event, "Brier score")
+    g = _times(grid, "grid")
+    s = _curves(survival, t.size, g)
+    h = _times(horizons, "horizons")
+    keep, dropped = brier_grid(tt, t, h)
+    reasons: list = [None] * h.size
+    it = iter(dropped)
+    for k in range(h.size):
+        if not keep[k]:
+            reasons[k] = next(it).split(": ", 1)[1]
+        elif h[k] < g[0] or h[k] > g[-1]:
+            keep[k] = False
+            reasons[k] = f"outside the task's time grid [{g[0]:g}, {g[-1]:g}]"
+    scores = np.full(h.size, np.nan)
+    if keep.any():
+        column = np.searchsorted(g, h[keep], side="right") - 1
+        scores[keep] = _graf_brier(tt, te, t, e, s[:, column], h[keep])
+    return scores, reasons
 
 
 # --------------------------------------------------------------------------
@@ -568,9 +694,11 @@ def evaluate_fold(train_time, train_event, time, event, risk, survival, grid, ho
     dict
         ``harrell_c``, ``uno_c``, ``uno_c_tau`` (truncation time used),
         ``td_auc`` (dict horizon -> AUC), ``td_auc_mean``, ``ibs``,
+        ``brier`` (dict horizon -> Brier score at that horizon),
         ``antolini_c``, ``n``, ``n_events`` and ``undefined`` (dict metric name
-        -> one-line reason; per-horizon AUC entries are named
-        ``td_auc@<horizon>``). A metric without a value is ``None`` and has a
+        -> one-line reason; per-horizon entries are named ``td_auc@<horizon>``
+        and ``brier@<horizon>``; ``ibs_grid`` lists the grid points the IBS
+        left out and why, see :func:`brier_grid`). A metric without a value is ``None`` and has a
         reason; values are plain floats, never NaN.
 
     Raises
@@ -615,6 +743,9 @@ def evaluate_fold(train_time, train_event, time, event, risk, survival, grid, ho
     if survival is None:
         for name in (m.name for m in METRICS if m.needs_curves):  # ibs, antolini_c
             out[name], undefined[name] = None, NO_CURVES
+        out["brier"] = {float(x): None for x in h}
+        for x in h:
+            undefined[f"brier@{x:g}"] = NO_CURVES
     else:
         if grid is None:
             raise DataError("survival curves were given without their time grid")
@@ -623,6 +754,18 @@ def evaluate_fold(train_time, train_event, time, event, risk, survival, grid, ho
         out["ibs"], why = _try(integrated_brier_score, tt, te, t, e, s, g)
         if why:
             undefined["ibs"] = why
+        else:
+            _, dropped = brier_grid(tt, t, g)
+            if dropped:  # never silently: the grid points the IBS left out, with the reason for each
+                undefined["ibs_grid"] = f"{len(dropped)} of {g.size} grid points left out of the IBS: " + "; ".join(dropped)
+        try:
+            brier, reasons = brier_at_horizons(tt, te, t, e, s, g, h)
+        except UndefinedMetricError as exc:
+            brier, reasons = np.full(h.size, np.nan), [str(exc)] * h.size
+        out["brier"] = {float(x): (float(v) if np.isfinite(v) else None) for x, v in zip(h, brier)}
+        for x, reason in zip(h, reasons):
+            if reason:
+                undefined[f"brier@{x:g}"] = reason
         out["antolini_c"], why = _try(antolini_c, t, e, s, g)
         if why:
             undefined["antolini_c"] = why

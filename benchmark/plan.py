@@ -29,11 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.cohort import Cohort
-from benchmark.errors import DataError, MethodError
+from benchmark.errors import DataError, InputCheckError, MethodError
 from benchmark.method import MethodSpec, is_reference_method, load_spec, resolve_modalities
 from benchmark.params import check_params
 from benchmark.profiling import KEYED_PACKAGES, code_versions, engine_hash
-from benchmark.splits import SplitSet, load_split_set
+from benchmark.splits import SplitSet, load_split_set, structure_problems
 from benchmark.task import TaskSpec, load_task
 
 __all__ = ["RunPlan", "build_plan", "key_of", "engine_hash", "code_versions", "KEYED_PACKAGES", "resolve_device",
@@ -204,9 +204,13 @@ def build_plan(config, cohort: Cohort | None = None, *, load_data: bool = True) 
     missing_policy(spec)
     modalities = resolve_modalities(spec, task.kinds, override)
     device = resolve_device(config.device)
+    audit = f"(`mmbench audit --task {task.name}` lists every data problem)"
     if cohort is None and load_data:
-        cohort = load_cohort(task, resolve_data_root(config.data_root), config.labels_root,
-                             features=config.features, dx1_only=config.dx1_only)
+        try:
+            cohort = load_cohort(task, resolve_data_root(config.data_root), config.labels_root,
+                                 features=config.features, dx1_only=config.dx1_only)
+        except InputCheckError as exc:  # refused before any training; the audit lists every finding, not the first
+            raise InputCheckError(f"{exc} {audit}") from None
     if cohort is not None:
         if any(task.kinds[m] == "wsi" and m not in cohort.modalities for m in modalities):
             raise MethodError(
@@ -215,7 +219,13 @@ def build_plan(config, cohort: Cohort | None = None, *, load_data: bool = True) 
         if not override:  # kinds a method uses when the task has them (e.g. fusion baselines with a WSI branch)
             modalities += [m for m, k in cohort.kinds.items()
                            if k in spec.extra.get("optional_modalities", []) and m not in modalities]
-    split = load_split_set(task, config.split_set, resolve_data_root(config.data_root))
+    try:
+        split = load_split_set(task, config.split_set, resolve_data_root(config.data_root))
+    except InputCheckError as exc:
+        raise InputCheckError(f"{exc} {audit}") from None
+    problems = structure_problems(split, cohort.patient_id) if cohort is not None else []
+    if problems:  # before any training, not at the failing fold
+        raise InputCheckError(f"split set '{split.name}' of task '{task.name}': {'; '.join(problems[:3])} {audit}")
     folds = split.folds if config.folds is None else list(config.folds)
     unknown = [f for f in folds if f not in split.folds]
     if unknown:

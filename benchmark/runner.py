@@ -208,6 +208,17 @@ def execute_plan(plan: RunPlan, on_fold: Callable[[int, dict], None] | None = No
     run_dir = plan.run_dir
     existed = run_dir.exists()
     record = run_record(plan)
+    data_root = resolve_data_root(config.data_root)
+    if data_root is not None and any(task.kinds.get(m) == "wsi" for m in plan.modalities):
+        from benchmark.bags import features_dir, features_provenance
+
+        folder = features_dir(data_root, config.features)
+        if folder is not None:                      # patch features the wsi modality came from (SYNTHETIC marked)
+            record["features"] = features_provenance(folder)
+    cohort = plan.cohort
+    empty_bags = sorted(b for m in cohort.modality_names(["wsi"]) for b in cohort.modalities[m].attrs.get("empty_bags", []))
+    if empty_bags:  # slide files without a patch: left out as missing slides (benchmark.integrity)
+        record["empty_bags"] = empty_bags
     atomic_write_json(run_dir / "run.json", record)
     # the worker may read neither the results store nor the files holding labels
     forbidden = [*store_paths(Path(config.out), keep=[spec.path, REPO / "benchmark"]),
@@ -348,6 +359,7 @@ def run_fold(plan: RunPlan, fold: int, fold_dir: Path, progress: Any, server: Wo
     task, spec, params, cohort, config, device = plan.task, plan.method, plan.params, plan.cohort, plan.config, plan.device
     modalities = plan.modalities
     train, val, test = fold_views(cohort, plan.split, fold, modalities)
+    scoring_train = train  # censoring weights: the whole training fold, whatever the label budget or missing bags
     if missing_policy(spec) == "drop":
         train, val = drop_missing_bags(train), drop_missing_bags(val)
     # the plan's transfer stage (benchmark.pretrain.stage): pretrained weights and the training view to fit on
@@ -366,7 +378,8 @@ def run_fold(plan: RunPlan, fold: int, fold_dir: Path, progress: Any, server: Wo
                       "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
             atomic_write_json(staging / "failed.json", result)
         else:
-            result = score_fold(task, fold, train, val, test, prediction, outcome.profile, device, staging)
+            result = score_fold(task, fold, train, val, test, prediction, outcome.profile, device, staging,
+                                scoring_train)
             atomic_write_json(staging / "provenance.json", {"fold": fold, **provenance, "computed": datetime.now(
                 timezone.utc).isoformat(timespec="seconds")})
         if stage.record is not None:
@@ -416,10 +429,16 @@ def execute_fold(task: TaskSpec, spec: MethodSpec, params: dict, train: Cohort, 
 
 
 def score_fold(task: TaskSpec, fold: int, train: Cohort, val: Cohort, test: Cohort, prediction: Prediction,
-               worker_profile: dict, device: str, staging: Path) -> dict:
-    """Metrics from the test labels, then predictions.parquet, profile.json and metrics.json into ``staging``."""
+               worker_profile: dict, device: str, staging: Path, scoring_train: Cohort | None = None) -> dict:
+    """Metrics from the test labels, then predictions.parquet, profile.json and metrics.json into ``staging``.
+
+    ``train`` is what the method was fitted on (profile counts); ``scoring_train``
+    (default ``train``) gives the censoring distribution of the IPCW metrics: the
+    whole training fold, so that a label budget changes what a method learns,
+    never how its predictions are scored.
+    """
     test_time, test_event = test.labels()
-    train_time, train_event = train.labels()
+    train_time, train_event = (scoring_train or train).labels()
     metrics = survival_metrics.evaluate_fold(train_time, train_event, test_time, test_event, prediction.risk,
                                              prediction.survival, task.time_grid, task.horizons,
                                              patient_id=test.patient_id)

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, train_test_split
 
-from benchmark.errors import DataError, TaskError
+from benchmark.errors import DataError, InputCheckError, TaskError
 from benchmark.task import SplitSpec, TaskSpec
 
 ROLES = ("train", "val", "test")
@@ -159,6 +159,11 @@ def load_split_set(task: TaskSpec, name: str, data_root: Path | None = None) -> 
         bad = ~table["role"].isin(ROLES)
         if bad.any():
             raise DataError(f"{path}: role '{table['role'][bad].iloc[0]}' is not one of train, val, test")
+        repeated = table[table.duplicated(["patient_id", "fold", "role"])]
+        if len(repeated):
+            row = repeated.iloc[0]
+            raise InputCheckError(f"{path}: patient '{row['patient_id']}' appears twice in role '{row['role']}' "
+                            f"of fold {row['fold']}")
     else:
         table, digest, path = _read_published(task, spec, data_root)
         _check_hash(spec, digest, path)
@@ -188,6 +193,13 @@ def _read_published(task: TaskSpec, spec: SplitSpec, data_root: Path | None) -> 
         if not {"train", "val"} <= set(frame.columns):
             raise DataError(f"{file}: columns 'train' and 'val' are required")
         fold = int(file.stem.split("_")[1])
+        for column in ("train", "val"):  # the checks of mmbench's own files, before any training
+            ids = frame[column].dropna()
+            repeated = ids[ids.duplicated()]
+            if len(repeated):
+                raise InputCheckError(f"{file}: patient '{repeated.iloc[0]}' appears {int((ids == repeated.iloc[0]).sum())} "
+                                f"times in column '{column}' ({repeated.nunique()} repeated patient"
+                                f"{'s' if repeated.nunique() > 1 else ''} in that column)")
         for role, column in (("train", "train"), ("val", "val"), ("test", "val")):
             ids = frame[column].dropna().to_numpy(dtype=str)
             rows.append(pd.DataFrame({"patient_id": ids, "fold": fold, "role": role}))
@@ -213,26 +225,49 @@ def leaky_patients(slide_roles: dict[str, list[str]], slide_to_patient: dict[str
     return sorted(p for p, r in roles_of.items() if len(r) > 1)
 
 
-def verify_split_set(split: SplitSet, patient_id: np.ndarray, event: np.ndarray, min_events: int = MIN_EVENTS,
-                     note: str = "") -> list[str]:
-    """Check a split set against its cohort; return a list of problems (empty = fine).
+def structure_problems(split: SplitSet, patient_id: np.ndarray) -> list[str]:
+    """Problems that make a split set unusable with its cohort, whatever the events: checked before any training.
 
-    Checks: every split patient is in the cohort; no patient has two roles in
-    a fold; for own split sets, every cohort patient is in exactly one test
-    fold and in every fold; every val and test set holds at least
-    ``min_events`` events (skipped, with the reason, when ``note`` documents
-    why not).
+    Split patients unknown to the cohort, a patient repeated within a role of
+    a fold, a patient with two roles in a fold (for published families the
+    val/test duplication is by design and is left out).
+
+    Returns
+    -------
+    list of str
+        One line per kind of problem, naming the first patient and fold; empty = fine.
     """
     problems = []
     table = split.table
     if split.val_is_test:
         table = table[table["role"] != "test"]
-    known = set(patient_id)
-    unknown = sorted(set(table["patient_id"]) - known)
+    unknown = sorted(set(table["patient_id"].astype(str)) - set(np.asarray(patient_id).astype(str)))
     if unknown:
         problems.append(f"{len(unknown)} split patients are not in the cohort, e.g. '{unknown[0]}'")
+    repeated = table[table.duplicated(["patient_id", "fold", "role"])]
+    if len(repeated):
+        row = repeated.iloc[0]
+        problems.append(f"patient '{row['patient_id']}' appears twice in role '{row['role']}' of fold {row['fold']}")
     for fold, patient in patients_in_several_roles(table)[:1]:
         problems.append(f"patient '{patient}' has two roles in fold {fold}")
+    return problems
+
+
+def verify_split_set(split: SplitSet, patient_id: np.ndarray, event: np.ndarray, min_events: int = MIN_EVENTS,
+                     note: str = "") -> list[str]:
+    """Check a split set against its cohort; return a list of problems (empty = fine).
+
+    Checks: :func:`structure_problems` (every split patient is in the cohort,
+    none repeated within a role, none with two roles in a fold); for own split sets, every cohort patient is in exactly one test
+    fold and in every fold; every val and test set holds at least
+    ``min_events`` events (skipped, with the reason, when ``note`` documents
+    why not).
+    """
+    problems = structure_problems(split, patient_id)
+    table = split.table
+    if split.val_is_test:
+        table = table[table["role"] != "test"]
+    known = set(np.asarray(patient_id).astype(str))
     if not split.val_is_test:
         tests = table[table["role"] == "test"]["patient_id"]
         counts = tests.value_counts()

@@ -19,7 +19,9 @@ import numpy as np
 from benchmark.errors import TaskError
 
 KINDS = ("clinical", "rna", "cnv", "mut", "wsi")
-SOURCES = ("tcga", "survset", "sksurv")
+SOURCES = ("tcga", "survset", "sksurv", "csv")
+CSV_FIELDS = ("id_column", "time_column", "event_column", "censorship_column")
+"""Fields of a ``csv`` task naming the columns of the user's file (see tasks/README.md)."""
 
 
 @dataclass(frozen=True)
@@ -79,19 +81,29 @@ class TaskSpec:
 
 
 def tasks_dir() -> Path:
-    """Folder holding the task files: ``$MMBENCH_TASKS`` or ``<repo>/tasks``."""
-    env = os.environ.get("MMBENCH_TASKS")
-    return Path(env) if env else Path(__file__).resolve().parents[1] / "tasks"
+    """The built-in task folder, ``<repo>/tasks``."""
+    return Path(__file__).resolve().parents[1] / "tasks"
+
+
+def task_dirs() -> list[Path]:
+    """Every folder searched for task files: ``<repo>/tasks``, then each folder of ``$MMBENCH_TASKS``.
+
+    ``$MMBENCH_TASKS`` holds one or more folders separated by ``os.pathsep``
+    (``:`` on Linux); they add to the built-in tasks, never replace them. A
+    name found in several folders resolves to the first (built-in first).
+    """
+    extra = [Path(p).expanduser() for p in os.environ.get("MMBENCH_TASKS", "").split(os.pathsep) if p]
+    return [tasks_dir(), *[p for p in extra if p.resolve() != tasks_dir().resolve()]]
 
 
 def find_tasks(folder: Path | None = None) -> list[str]:
-    """Names of every task file (``*.toml``) in the tasks folder, sorted."""
-    folder = folder or tasks_dir()
-    return sorted(p.stem for p in folder.glob("*.toml"))
+    """Names of every task file (``*.toml``) in ``folder``, or in every folder of :func:`task_dirs`; sorted."""
+    folders = [folder] if folder else task_dirs()
+    return sorted({p.stem for f in folders for p in Path(f).glob("*.toml")})
 
 
 def load_task(name: str, folder: Path | None = None) -> TaskSpec:
-    """Parse ``tasks/<name>.toml``.
+    """Parse ``<folder>/<name>.toml`` (default: the first of :func:`task_dirs` that has it).
 
     Raises
     ------
@@ -99,12 +111,17 @@ def load_task(name: str, folder: Path | None = None) -> TaskSpec:
         Unknown task (the message lists close names), invalid TOML, or a
         missing or malformed field (named in the message).
     """
-    folder = folder or tasks_dir()
-    path = folder / f"{name}.toml"
-    if not path.is_file():
+    folders = [folder] if folder else task_dirs()
+    path = next((Path(f) / f"{name}.toml" for f in folders if (Path(f) / f"{name}.toml").is_file()), None)
+    if path is None:
+        import difflib
+
         known = find_tasks(folder)
-        close = [t for t in known if name.split("-")[0] in t][:6] or known[:6]
-        raise TaskError(f"unknown task '{name}' (no {path}); e.g. {', '.join(close)} — `mmbench tasks` lists all")
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+        close = list(dict.fromkeys(close + [t for t in known if name.split("-")[0] in t]))[:6] or known[:6]
+        where = ", ".join(str(f) for f in folders)
+        raise TaskError(f"unknown task '{name}' (no {name}.toml in {where}); did you mean {', '.join(close)}? "
+                        "— `mmbench tasks` lists all")
     try:
         raw = tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as exc:
@@ -128,13 +145,19 @@ def parse_task(raw: dict[str, Any], path: Path) -> TaskSpec:
         kind = need(table, "kind", f"modalities.{name}.")
         if kind not in KINDS:
             raise TaskError(f"{path}: field 'modalities.{name}.kind' must be one of {', '.join(KINDS)}, got '{kind}'")
-        if kind != "wsi" and not table.get("columns") and not table.get("pattern"):
-            raise TaskError(f"{path}: modality '{name}' needs 'columns' or 'pattern'")
+        if kind != "wsi" and not table.get("columns") and not table.get("pattern") and not table.get("prefix"):
+            raise TaskError(f"{path}: modality '{name}' needs 'columns', 'prefix' or 'pattern'")
+        pattern = table.get("pattern")
+        if table.get("prefix"):
+            import re
+
+            prefix = f"^{re.escape(str(table['prefix']))}"
+            pattern = f"(?:{pattern})|{prefix}" if pattern else prefix
         modalities[name] = ModalitySpec(
             name=name,
             kind=kind,
             columns=tuple(table.get("columns", ())),
-            pattern=table.get("pattern"),
+            pattern=pattern,
             categorical=tuple(table.get("categorical", ())),
             description=table.get("description", ""),
         )
@@ -161,6 +184,13 @@ def parse_task(raw: dict[str, Any], path: Path) -> TaskSpec:
         raise TaskError(f"{path}: field 'horizons' must be a non-empty list of positive times")
     known = {"name", "description", "source", "dataset", "licence", "citation", "endpoint", "time_unit",
              "modalities", "splits", "metrics", "horizons", "time_grid"}
+    if source == "csv":
+        for key in ("id_column", "time_column"):
+            if not isinstance(raw.get(key), str) or not raw[key]:
+                raise TaskError(f"{path}: a csv task needs field '{key}' (the column of your file that holds it)")
+        if bool(raw.get("event_column")) == bool(raw.get("censorship_column")):
+            raise TaskError(f"{path}: a csv task needs exactly one of 'event_column' (1 = event observed) or "
+                            "'censorship_column' (1 = censored)")
     return TaskSpec(
         name=need(raw, "name"),
         description=need(raw, "description"),

@@ -147,6 +147,7 @@ def validate_method(path: str | Path, task_name: str = DEFAULT_TASK, *, data_roo
         not of the method).
     """
     from benchmark.loaders import label_sources, load_cohort, resolve_data_root
+    from benchmark.integrity import carried_label_files
     from benchmark.plan import build_plan
     from benchmark.runner import RunConfig, execute_fold, fold_views
     from benchmark.task import load_task
@@ -186,6 +187,10 @@ def validate_method(path: str | Path, task_name: str = DEFAULT_TASK, *, data_roo
             return result
 
         cohort = load_cohort(task, data_root, labels_root)
+        carried = carried_label_files(spec.path, cohort.patient_id, cohort.time)  # issue 10, kind 6
+        result.problems += [f"{spec.path}/{line}" for line in carried]
+        if not carried:
+            result.checks.append(f"carries no labels of task '{task.name}'")
         absent = [m for m in resolve_modalities(spec, task.kinds) if m not in cohort.modalities]
         if absent:
             result.problems.append(f"method '{spec.name}' needs modality '{absent[0]}' but task '{task.name}' has no "

@@ -322,9 +322,19 @@ def fit_and_predict(job: FoldJob, scratch_dir: Path, *, on_stage: Callable[[str]
         "n_params": count_parameters(method),
         "threads": thread_count(),
     }
-    on_stage("fit_check")
-    profile.update(_fit_check(method, job, ctx))
+    if _well_formed(raw, job):  # a bad test prediction fails the fold as such, before any diagnostic
+        on_stage("fit_check")
+        profile.update(_fit_check(method, job, ctx))
     return raw, profile
+
+
+def _well_formed(raw: Any, job: FoldJob) -> bool:
+    """Whether the test prediction has finite risk of the test fold's length (the full check comes later)."""
+    try:
+        risk, _ = prediction_arrays(raw, job.method_name)
+    except Exception:  # noqa: BLE001 - reported by the caller's own check
+        return False
+    return risk.shape == (job.test.n,) and bool(np.isfinite(risk).all())
 
 
 def _fit_check(method: Any, job: FoldJob, ctx: Any) -> dict[str, Any]:

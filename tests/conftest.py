@@ -135,6 +135,7 @@ def write_toy_bags(data_root: Path, slides: pd.DataFrame, encoder: str = "toy-en
             f.create_dataset("features", data=features.astype(np.float16))
             f.create_dataset("coords", data=coords)
             f.attrs["encoder"] = encoder
+            f.attrs["synthetic"] = True  # marks every run on these bags SYNTHETIC (never published)
     return folder
 
 

@@ -337,26 +337,37 @@ def test_ranking_uses_the_mean_over_seeds(board):
     assert list(own["method"]) == ["oracle", "oracle", "rsf", "mlp", "mlp", "coxph", "antioracle"]
 
 
-def test_delta_vs_best_classical(board):
+def test_delta_vs_declared_reference(board):
     result, _ = board
     table = result.table.set_index("run_id")
-    # best classical on (toy-synthetic, own) is rsf (185/190 > coxph 180/190)
-    assert table.loc["r-rsf-0", "is_reference"]
-    assert pd.isna(table.loc["r-rsf-0", "delta_c"])
-    assert table.loc["r-oracle-0", "delta_c_reference"] == "rsf (r-rsf-0)"
-    assert table.loc["r-oracle-0", "delta_c"] == pytest.approx(5 / 190)
-    assert table.loc["r-oracle-0", "delta_c_low"] > 0  # every resample: oracle >= rsf
-    assert list(table.loc["r-oracle-0", "delta_c_per_fold"]) == pytest.approx([5 / 190] * 3)
-    assert table.loc["r-coxph-0", "delta_c"] == pytest.approx(-5 / 190)
-    assert table.loc["r-coxph-0", "delta_c_high"] < 0
-    assert table.loc["r-mlp-0", "delta_c"] == pytest.approx(1 / 190)
-    assert table.loc["r-mlp-1", "delta_c"] == pytest.approx(-3 / 190)
-    assert table.loc["r-anti-0", "delta_c"] == pytest.approx(-185 / 190)
+    # the reference is fixed (coxph: no method.toml declares another), not the best classical on test (rsf)
+    assert table.loc["r-coxph-0", "is_reference"] and not table.loc["r-rsf-0", "is_reference"]
+    assert pd.isna(table.loc["r-coxph-0", "delta_c"])
+    assert table.loc["r-oracle-0", "delta_c_reference"] == "coxph (r-coxph-0)"
+    assert table.loc["r-oracle-0", "delta_c"] == pytest.approx(10 / 190)
+    assert table.loc["r-oracle-0", "delta_c_low"] > 0  # every resample: oracle >= coxph
+    assert list(table.loc["r-oracle-0", "delta_c_per_fold"]) == pytest.approx([10 / 190] * 3)
+    assert table.loc["r-rsf-0", "delta_c"] == pytest.approx(5 / 190)
+    assert table.loc["r-rsf-0", "delta_c_low"] > 0
+    assert table.loc["r-mlp-0", "delta_c"] == pytest.approx(6 / 190)
+    assert table.loc["r-mlp-1", "delta_c"] == pytest.approx(2 / 190)
+    assert table.loc["r-anti-0", "delta_c"] == pytest.approx(-180 / 190)
     # published family: its own reference (coxph on mcat)
     assert table.loc["r-oracle-mcat", "delta_c_reference"] == "coxph (r-coxph-mcat)"
     assert table.loc["r-oracle-mcat", "delta_c"] == pytest.approx(10 / 190)
-    # no classical baseline on the second task
+    # no reference run on the second task
     assert pd.isna(table.loc["r-b-mlp", "delta_c"]) and table.loc["r-b-mlp", "delta_c_reference"] is None
+
+
+def test_reference_is_declared_in_the_manifest(tmp_path):
+    from benchmark.leaderboard import reference_method
+
+    for name, declared in (("coxph", False), ("rsf", True), ("snn", False)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "method.toml").write_text(f'name = "{name}"\n' + ("reference = true\n" if declared else ""))
+    assert reference_method((tmp_path,)) == "rsf"
+    (tmp_path / "rsf" / "method.toml").write_text('name = "rsf"\n')
+    assert reference_method((tmp_path,)) == "coxph"  # none declared: the documented fixed choice
 
 
 def test_is_classical():
@@ -392,13 +403,14 @@ def test_readme_table_values_bold_and_marks(board):
     assert anti["IBS"] == anti["mean td-AUC"] == anti["fit s"] == anti["predict samples/s"] == "n/a"
     assert anti["Harrell C mean ± sd [95 % CI]"].startswith("0.000 ± 0.000")
     # Δ C: reference, positive (bold), negative, CI-crosses-0 mark
-    assert row_of(own, "rsf")["Δ C vs best classical [95 % CI]"] == "reference"
-    assert oracle0["Δ C vs best classical [95 % CI]"].startswith("**+0.026** [+0.")
-    assert "‡" not in oracle0["Δ C vs best classical [95 % CI]"]
-    assert coxph["Δ C vs best classical [95 % CI]"].startswith("−0.026 [−0.")
-    assert "‡" not in coxph["Δ C vs best classical [95 % CI]"]
-    mlp0 = row_of(own, "mlp", "0")["Δ C vs best classical [95 % CI]"]
-    assert mlp0.startswith("+0.005 [−") and mlp0.endswith("‡")
+    delta = "Δ C vs reference [95 % CI]"
+    assert coxph[delta] == "reference"
+    assert oracle0[delta].startswith("**+0.053** [+0.")
+    assert "‡" not in oracle0[delta]
+    assert row_of(own, "rsf")[delta].startswith("+0.026 [+0.") and "‡" not in row_of(own, "rsf")[delta]
+    assert row_of(own, "antioracle")[delta].startswith("−0.947 [−")
+    mlp1 = row_of(own, "mlp", "1")[delta]
+    assert mlp1.startswith("+0.011 [")
     # not published: no dagger in this section
     assert all("†" not in r["split set"] for r in own)
     assert row_of(own, "mlp", "1")["modalities"] == "rna"
@@ -414,7 +426,7 @@ def test_readme_marks_published_split_family(board):
     assert "† Published split family: val = test fold, optimistic." in text
     own_section = text.split("### split set `mcat`")[0].split("### split set `own`")[1]
     assert "†" not in own_section
-    assert "No classical baseline (coxph, coxnet, rsf) has a complete run here: Δ C is n/a." in text
+    assert "The classical reference (coxph) has no complete run here: Δ C is n/a." in text
 
 
 def test_readme_header_incomplete_and_skipped(board):
@@ -470,13 +482,15 @@ def test_html_is_self_contained_with_same_content(board):
     page = (out / "index.html").read_text()
     parser = _Cells()
     parser.feed(page)
-    assert parser.external == []  # no CDN, no external script or stylesheet
+    # no CDN, no external script or stylesheet: only the verdict page and the generated pictures, next to it
+    assert all("://" not in ref and (out / ref).is_file() for ref in parser.external), parser.external
+    assert "verdict.html" in parser.external and any(ref.endswith(".png") for ref in parser.external)
     assert "<style>" in page and "<script>" in page
     cells = dict(parser.cells)
     assert cells["1.000 ± 0.000 [1.000, 1.000]"] is True
     assert cells["0.110"] is True and cells["0.120"] is False
     assert "mcat †" in cells and "reference" in cells
-    assert any(text.startswith("+0.005 [−") and text.endswith("‡") for text in cells)
+    assert any(text.startswith("+0.011 [") for text in cells)
     assert page.count('<tr class="published">') == 2
     assert "n/a" in cells and "0.000 ± 0.000" not in page.split("antioracle")[0]
 
@@ -488,7 +502,8 @@ def test_outputs_are_written_atomically(tmp_path, monkeypatch):
     runs, out = tmp_path / "runs", tmp_path / "leaderboard"
     write_run(runs, TASK, "coxph", "r1", kind="baseline", swaps=range(3))
     build_leaderboard(runs, out, n_boot=20)
-    assert sorted(p.name for p in out.iterdir()) == ["README.md", "index.html", "profile", "results.parquet"]
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "index.html", "plots", "profile", "results.parquet",
+                                                     "verdict.html", "verdict.md"]
     before = (out / "README.md").read_bytes()
 
     write_run(runs, TASK, "oracle", "r2")
@@ -500,11 +515,13 @@ def test_outputs_are_written_atomically(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="simulated"):
         build_leaderboard(runs, out, n_boot=20)
     monkeypatch.undo()
-    assert sorted(p.name for p in out.iterdir()) == ["README.md", "index.html", "profile", "results.parquet"]
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "index.html", "plots", "profile", "results.parquet",
+                                                     "verdict.html", "verdict.md"]
     assert (out / "README.md").read_bytes() == before
     build_leaderboard(runs, out, n_boot=20)
     assert "oracle" in (out / "README.md").read_text()
-    assert sorted(p.name for p in out.iterdir()) == ["README.md", "index.html", "profile", "results.parquet"]
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "index.html", "plots", "profile", "results.parquet",
+                                                     "verdict.html", "verdict.md"]
 
 
 def test_c_index_undefined_in_every_fold_is_na_and_unranked(tmp_path, caplog):
@@ -526,5 +543,5 @@ def test_c_index_undefined_in_every_fold_is_na_and_unranked(tmp_path, caplog):
     table = parse_markdown_tables((out / "README.md").read_text())[(TASK, "own")]
     mlp = row_of(table, "mlp")
     assert mlp["Harrell C mean ± sd [95 % CI]"] == "n/a ± n/a [n/a, n/a]"
-    assert mlp["rank"] == "n/a" and mlp["Δ C vs best classical [95 % CI]"] == "n/a"
+    assert mlp["rank"] == "n/a" and mlp["Δ C vs reference [95 % CI]"] == "n/a"
     assert row_of(table, "coxph")["Harrell C mean ± sd [95 % CI]"].startswith("**0.984**")

@@ -336,13 +336,16 @@ def test_evaluate_fold_all_metrics_and_json():
     risk = [0.9, 0.3, 0.6, 0.2, 0.1]
     out = evaluate_fold(IBS_TIME, IBS_EVENT, IBS_TIME, IBS_EVENT, risk, IBS_SURV, IBS_GRID, [2.0, 4.0, 6.0])
     assert set(out) == {"harrell_c", "uno_c", "uno_c_tau", "td_auc", "td_auc_mean", "ibs", "antolini_c",
-                        "n", "n_events", "undefined"}
+                        "n", "n_events", "undefined", "brier"}
     assert out["n"] == 5 and out["n_events"] == 3
     assert out["harrell_c"] == pytest.approx(harrell_c(IBS_TIME, IBS_EVENT, risk))
     assert out["ibs"] == pytest.approx(0.0728611111)
     assert out["uno_c_tau"] == 5.0  # tau 6 clipped to the last training time
     assert out["td_auc"][6.0] is None
-    assert out["undefined"] == {"td_auc@6": "no controls: no test patient followed beyond t=6"}
+    assert out["undefined"] == {"td_auc@6": "no controls: no test patient followed beyond t=6",
+                                "brier@6": "after the last test time 5"}
+    # Brier at a horizon reads S at the last grid point <= h (2 -> 1.5, 4 -> 3.5), same weights as the IBS
+    assert out["brier"][2.0] == pytest.approx(0.064) and out["brier"][4.0] == pytest.approx(0.0726666667)
     json.dumps(out, allow_nan=False)
 
 
@@ -480,6 +483,8 @@ def test_real_gbsg2_cox_five_folds():
         survival = np.array([fn(grid) for fn in model.predict_survival_function(x[test])])
         out = evaluate_fold(time[train], event[train], time[test], event[test], risk, survival, grid, horizons)
         json.dumps(out, allow_nan=False)
+        dropped = out["undefined"].pop("ibs_grid", "")  # grid points before a fold's first test time are recorded
+        assert all("before the first test time" in part for part in dropped.split(": ", 1)[1:])
         assert out["undefined"] == {}
         assert 0.6 < out["harrell_c"] < 0.8  # published Cox C on GBSG2 is about 0.67-0.69
         assert 0.08 < out["ibs"] < 0.25

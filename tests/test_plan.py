@@ -162,7 +162,7 @@ def test_reference_is_declared_in_the_manifest_never_by_name(toy, tmp_path):
     from benchmark.leaderboard import build_leaderboard
     from benchmark.method import is_reference_method, is_reference_record
 
-    assert [n for n in SHIPPED if is_reference_method(load_spec(REPO / "baselines" / n))] == ["coxnet", "coxph", "rsf"]
+    assert [n for n in SHIPPED if is_reference_method(load_spec(REPO / "baselines" / n))] == ["coxph"]
     data_root, _ = toy
     submission = tmp_path / "submissions" / "coxph"  # a submission that copies the baseline, name included
     shutil.copytree(REPO / "baselines" / "coxph", submission)
@@ -175,7 +175,8 @@ def test_reference_is_declared_in_the_manifest_never_by_name(toy, tmp_path):
     table = build_leaderboard(out, tmp_path / "board", n_boot=20).table
     assert not table["is_reference"].any() and table["delta_c_reference"].isna().all()
     # a legacy record (no `reference` field) counts only as a baseline whose manifest declares it
-    assert is_reference_record({"method": {"path": "/elsewhere/baselines/rsf"}, "method_kind": "baseline"})
+    assert is_reference_record({"method": {"path": "/elsewhere/baselines/coxph"}, "method_kind": "baseline"})
+    assert not is_reference_record({"method": {"path": "/elsewhere/baselines/rsf"}, "method_kind": "baseline"})
     assert not is_reference_record({"method": {"path": "/elsewhere/submissions/rsf"}, "method_kind": "submission"})
     assert not is_reference_record({"method": {"path": "/x/baselines/snn"}, "method_kind": "baseline"})
 

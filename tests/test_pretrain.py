@@ -424,7 +424,7 @@ def test_ablate_end_to_end_resumes_and_writes_the_report(pooled, tmp_path):
     assert len(lines) == 4 and all(line.endswith(": ran") for line in lines)
     page = (report / "README.md").read_text()
     assert "## toy" in page and "| early-fusion | masked" in page
-    assert (report / "budget-toy-early-fusion.png").read_bytes()[:4] == b"\x89PNG"
+    assert (report / "budget-early-fusion.png").read_bytes()[:4] == b"\x89PNG"
     diffs = pd.read_csv(report / "differences.csv")
     assert sorted(diffs["budget"]) == [0.5, 1.0] and (diffs["n_pairs"] == 2).all()
     cells = pd.read_csv(report / "cells.csv")

@@ -43,10 +43,11 @@ def test_every_task_file_parses_with_pinned_splits(name):
 
 # (task, patients, events, modality widths) counted from the shipped data
 EMBEDDED_COUNTS = {
-    "geo-gse1992": (124, 35, {"clinical": 17, "rna": 15528}),
+    "geo-gse1992": (124, 35, {"clinical": 13, "rna": 15528}),  # 4 '=missing' dummies gone (I08)
     "geo-gse7390": (198, 51, {"clinical": 8, "rna": 76}),
-    "cardio-smart": (3873, 460, {"demographics": 3, "lifestyle": 9, "history": 9, "vitals": 7, "laboratory": 11,
-                                 "imaging": 4}),
+    # SurvSet's 'missing' level is NaN in every dummy, not a category (issue 10, I08): no '=missing' columns
+    "cardio-smart": (3873, 460, {"demographics": 3, "lifestyle": 7, "history": 8, "vitals": 7, "laboratory": 10,
+                                 "imaging": 3}),
     "cardio-trace": (1878, 958, {"demographics": 3, "history": 6, "imaging": 1}),
 }
 
@@ -187,8 +188,8 @@ def test_slide_rows_are_reduced_to_patients(toy):
 
 
 @pytest.mark.parametrize("field,value,message", [
-    ("survival_months", -1.0, "field 'time' is negative (-1.0) for patient 'TCGA-CD-0004'"),
-    ("survival_months", np.nan, "field 'time' is missing or not finite for patient 'TCGA-CD-0004'"),
+    ("survival_months", -1.0, "field 'survival_months' is negative (-1.0) for patient 'TCGA-CD-0004'"),
+    ("survival_months", np.nan, "field 'survival_months' is missing or not finite for patient 'TCGA-CD-0004'"),
     ("censorship", 2, "field 'censorship' must be 0 or 1 (1 = censored), got 2 for patient 'TCGA-CD-0004'"),
     ("age", "old", "field 'age' is not numeric for patient 'TCGA-CD-0004'"),
 ])

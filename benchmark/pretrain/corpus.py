@@ -88,6 +88,8 @@ import pandas as pd
 
 from benchmark.cohort import Cohort
 from benchmark.errors import DataError
+from benchmark.integrity import (check_label_conflicts, check_slide_owners, is_missing_marker, missing_as_nan,
+                                 read_table)
 
 SOURCES = ("same-cohort", "pancancer", "pan-cardio")
 CARDIO_DATASETS = ("TRACE", "grace", "whas500", "smarto", "Framingham")
@@ -421,7 +423,9 @@ def align_columns(raw: pd.DataFrame, columns: list[str], code: str, source: str,
     """
     out = {}
     for col in columns:
-        if source == "pan-cardio" and code != own:
+        if "=" in col and is_missing_marker(col.split("=", 1)[1]):
+            values = np.full(len(raw), np.nan)  # a missing marker is never a category (benchmark.integrity)
+        elif source == "pan-cardio" and code != own:
             values = _cardio_value(raw, col, code, own)
         else:
             values = _pooled_value(raw, col)
@@ -438,7 +442,7 @@ def _pooled_value(raw: pd.DataFrame, col: str) -> np.ndarray:
     if "=" in col:
         field_name, level = col.split("=", 1)
         if field_name in raw.columns:
-            values = raw[field_name]
+            values = missing_as_nan(raw[field_name])  # the loader's rule: a missing marker is NaN, never a level
             return np.where(values.isna(), np.nan, (values.astype(str) == level).astype(np.float64))
     return np.full(len(raw), np.nan)
 
@@ -469,9 +473,8 @@ def _cardio_variable(raw: pd.DataFrame, column: str, code: tuple) -> np.ndarray:
     values = raw[column]
     if code[0] == "num":
         return pd.to_numeric(values, errors="coerce").to_numpy(np.float64) * float(code[1])
-    text = values.astype(str)
-    missing = values.isna() | (text == "missing")
-    return np.where(missing, np.nan, (text == str(code[1])).astype(np.float64))
+    values = missing_as_nan(values)  # the loader's rule (benchmark.integrity)
+    return np.where(values.isna(), np.nan, (values.astype(str) == str(code[1])).astype(np.float64))
 
 
 @functools.lru_cache(maxsize=2)
@@ -486,12 +489,12 @@ def pancancer_pool(data_root: str) -> dict[str, pd.DataFrame]:
     pool = {}
     for path in sorted(Path(data_root, "omics").glob("tcga_*_all_clean.csv.zip")):
         code = re.sub(r"^tcga_|_all_clean\.csv\.zip$", "", path.name)
-        try:
-            slides = pd.read_csv(path, low_memory=False)
-        except Exception as exc:  # unreadable zip or CSV
-            raise DataError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from None
+        slides = read_table(path, low_memory=False)  # the loader's checks: ids as text, slides, label rows
         if "case_id" not in slides or "survival_months" not in slides or "censorship" not in slides:
             raise DataError(f"{path}: fields case_id, survival_months and censorship are needed")
+        check_label_conflicts(slides, "case_id", ["survival_months", "censorship"], path)
+        if "slide_id" in slides:
+            check_slide_owners(slides["case_id"], slides["slide_id"], path)
         patients = slides.drop_duplicates("case_id").set_index("case_id").copy()  # one block, not thousands
         patients.index = patients.index.astype(str)
         if "slide_id" in slides:

@@ -31,6 +31,30 @@ MPP_RANGE = (0.05, 20.0)
 BACKENDS = ("openslide", "tiffslide")
 
 
+def untiled_tiff_hint(path: Path) -> str | None:
+    """A one-line explanation when ``path`` is a TIFF stored in strips (untiled), which openslide refuses.
+
+    Returns None when the file is not a TIFF, is tiled, or cannot be read by tifffile.
+    """
+    if Path(path).suffix.lower() not in (".tif", ".tiff"):
+        return None
+    try:
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages[0]
+            tiled = bool(page.is_tiled)
+            shape = page.shape
+    except Exception:  # not a readable TIFF: let the backend's message stand
+        return None
+    if tiled:
+        return None
+    return (f"{path}: this TIFF is untiled (stored in strips, {shape[1]}x{shape[0]} px), and openslide reads only "
+            "tiled, pyramidal TIFFs; convert it, e.g. `vips tiffsave IN.tif OUT.tif --tile --pyramid --compression "
+            "jpeg --tile-width 256 --tile-height 256`, or in Python `tifffile.imwrite(OUT, tifffile.imread(IN), "
+            "tile=(256, 256), compression='jpeg')` (then write the pyramid levels with `subifds`)")
+
+
 @dataclass(frozen=True)
 class MppResult:
     """Level-0 microns per pixel and where the value came from.
@@ -74,7 +98,8 @@ class SlideReader:
             try:
                 self._slide = openslide.OpenSlide(str(self.path))
             except (openslide.OpenSlideError, openslide.OpenSlideUnsupportedFormatError) as exc:
-                raise DataError(f"{self.path}: openslide cannot open this slide ({exc})") from exc
+                raise DataError(untiled_tiff_hint(self.path)
+                                or f"{self.path}: openslide cannot open this slide ({exc})") from exc
             self.library_version = f"openslide {openslide.__library_version__} (openslide-python {openslide.__version__})"
         elif backend == "tiffslide":
             try:

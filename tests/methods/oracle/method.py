@@ -3,6 +3,7 @@
 - ``oracle``: risk = -time_copy (a synthetic column equal to the true time) -> C = 1;
 - ``bad-shape``: returns one risk too few;
 - ``nan-risk``: returns a NaN risk;
+- ``rising-survival``: returns ``1 - S(t)`` instead of ``S(t)`` (integrity case I07);
 - ``record``: raises RuntimeError('seen <json>') telling what fit and predict received
   (the message reaches the runner's failed record; the worker may write only to its scratch dir).
 """
@@ -36,4 +37,6 @@ class Oracle:
             raise RuntimeError("seen " + json.dumps(self.seen))
         grid = ctx.time_grid
         survival = np.exp(-np.outer(np.exp(risk - risk.max()), grid) / (grid[-1] + 1))
+        if self.mode == "rising-survival":
+            survival = 1.0 - survival
         return Prediction(risk=risk, survival=survival)

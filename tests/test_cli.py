@@ -1,0 +1,102 @@
+"""The command line: version, help on every action and flag, one exit-code convention, readable errors."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmark.cli import EXIT_CODES, build_parser, main
+from benchmark.tempdirs import remove_stale_worker_dirs
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def walk(parser: argparse.ArgumentParser, name: str = "mmbench"):
+    """(command name, parser) for the main parser and every action's parser."""
+    yield name, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub, child in action.choices.items():
+                yield from walk(child, f"{name} {sub}")
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out.startswith("mmbench ")
+
+
+def test_every_action_and_flag_has_help_and_the_exit_codes():
+    for name, parser in walk(build_parser()):
+        for action in parser._actions:
+            assert action.help, f"{name}: {action.option_strings or action.dest} has no help"
+        assert "exit status:" in parser.format_help(), name
+    assert "2  bad input" in EXIT_CODES and "1  a method failed" in EXIT_CODES
+
+
+def test_tasks_help_describes_its_actions():
+    text = dict(walk(build_parser()))["mmbench tasks"].format_help()
+    for action in ("list", "show", "verify", "make-splits", "$MMBENCH_TASKS"):
+        assert action in text
+
+
+def test_did_you_mean_for_methods_and_bad_input_exits_2(capsys, tmp_path):
+    assert main(["run", "--task", "geo-gse7390", "--method", "baselines/coxhp", "--out", str(tmp_path)]) == 2
+    assert "did you mean baselines/coxph" in capsys.readouterr().err
+    assert main(["validate", "baselines/coxhp"]) == 2  # as `run`, not 1
+    assert "did you mean baselines/coxph" in capsys.readouterr().err
+    assert main(["run", "--task", "geo-gse739", "--method", "baselines/coxph", "--out", str(tmp_path)]) == 2
+    assert "did you mean geo-gse7390" in capsys.readouterr().err
+
+
+def test_stale_worker_folders_of_dead_runs_are_removed(tmp_path):
+    dead = tmp_path / "mmbench-worker-dead"
+    (dead / "tmp").mkdir(parents=True)
+    old = time.time() - 3600
+    os.utime(dead, (old, old))
+    young = tmp_path / "mmbench-worker-young"
+    young.mkdir()
+    live = tmp_path / "mmbench-worker-live"
+    live.mkdir()
+    os.utime(live, (old, old))
+    here = os.getcwd()
+    os.chdir(live)  # a live process works in it, as a run's worker server does
+    try:
+        removed = remove_stale_worker_dirs(tmp_path)
+    finally:
+        os.chdir(here)
+    assert removed == [dead] and not dead.exists() and young.exists() and live.exists()
+
+
+def test_untiled_tiff_says_so_and_how_to_convert(tmp_path):
+    tifffile = pytest.importorskip("tifffile")
+    from benchmark.errors import DataError
+    from benchmark.slides.reader import SlideReader, untiled_tiff_hint
+
+    image = np.random.default_rng(0).integers(0, 255, size=(300, 400, 3), dtype=np.uint8)  # SYNTHETIC pixels
+    strips, tiled = tmp_path / "strips.tif", tmp_path / "tiled.tif"
+    tifffile.imwrite(strips, image)
+    tifffile.imwrite(tiled, image, tile=(256, 256))
+    assert untiled_tiff_hint(tiled) is None
+    with pytest.raises(DataError) as info:
+        SlideReader(strips)
+    message = str(info.value)
+    assert "untiled" in message and "vips tiffsave" in message and "tifffile" in message
+
+
+def test_slides_prepare_prints_failed_slides_readably(tmp_path, capsys):
+    tifffile = pytest.importorskip("tifffile")
+    slides = tmp_path / "slides"
+    slides.mkdir()
+    tifffile.imwrite(slides / "TCGA-XX-0001-DX1.tif", np.zeros((64, 64, 3), dtype=np.uint8))  # SYNTHETIC, untiled
+    status = main(["slides", "prepare", str(slides), "--out", str(tmp_path / "features"), "--encoder", "random-tiny",
+                   "--no-progress"])
+    err = capsys.readouterr().err
+    assert status == 1
+    line = next(line for line in err.splitlines() if line.startswith("mmbench: failed slide"))
+    assert "SlideResult(" not in line and "TCGA-XX-0001-DX1" in line and "untiled" in line
