@@ -533,7 +533,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_tasks)
 
     p = sub.add_parser("audit", help="check a task's data without training (exit 0 clean, 1 findings, 2 unreadable)")
-    p.add_argument("--task", required=True)
+    p.add_argument("--task", required=True, help="task name (as in `mmbench tasks`)")
     p.add_argument("--data-root", help="TCGA data root (default $MMBENCH_DATA)")
     p.add_argument("--features", help="encoder of the WSI patch features to check (<data-root>/features/<encoder>/)")
     p.add_argument("--labels-root", help="labels root of a private cohort (default $MMBENCH_LABELS)")
