@@ -50,6 +50,13 @@ import numpy as np
 import pandas as pd
 
 from benchmark.errors import MMBenchError
+from benchmark.metric_registry import PRIMARY
+
+__all__ = ["N_BOOT", "GROUP", "PROFILE_FIELDS", "WRONG_SIGN", "CONFIG_FIELDS", "AblationCell", "load_ablation",
+           "ablation_cells", "check_cells", "cell_config", "run_ablation", "fold_details", "with_fold_details",
+           "paired_differences", "bootstrap_mean_ci", "corrected_resampled_t", "summarise_differences",
+           "group_checks", "compute_costs", "domain_of", "ranking_agreement", "budget_plot", "fit_check_lines",
+           "write_report"]
 
 N_BOOT = 2000
 GROUP = ["task", "method", "strategy", "regime", "budget"]
@@ -135,6 +142,7 @@ def check_cells(config: dict[str, Any], cells: list[AblationCell], data_root: Pa
     from benchmark.loaders import resolve_data_root
     from benchmark.method import load_spec
     from benchmark.pretrain.corpus import default_source
+    from benchmark.plan import build_plan
     from benchmark.pretrain.stage import lacks_pretraining_hooks, transfer_settings
     from benchmark.task import load_task
 
@@ -160,6 +168,20 @@ def check_cells(config: dict[str, Any], cells: list[AblationCell], data_root: Pa
                                "field 'corpus' must not be same-cohort for it")
         if settings.pretrains and lacks_pretraining_hooks(specs[cell.method]):
             raise MMBenchError(f"{source}: method '{cell.method}' in field 'methods' has no pretrain method")
+    for cell in cells:
+        try:  # the runner's own plan: typed params, modalities, split set and folds
+            build_plan(cell_config(config, cell, data_root=data_root, device="cpu"), load_data=False)
+        except MMBenchError as exc:
+            raise MMBenchError(f"{source}: cell {cell.task} {cell.method} {cell.strategy}/{cell.regime}: {exc}") from None
+
+
+def cell_config(config: dict[str, Any], cell: AblationCell, **options: Any):
+    """The runner's RunConfig of one cell (``options``: out, data_root, device, in_process)."""
+    from benchmark.runner import RunConfig
+
+    params = {**config.get("params", {}), **_cell_params(config, cell)}
+    return RunConfig(task=cell.task, method=cell.method, split_set=config.get("split_set", "own"),
+                     folds=config.get("folds"), seed=cell.seed, params=params, **options)
 
 
 def _cell_params(config: dict[str, Any], cell: AblationCell) -> dict[str, Any]:
@@ -188,7 +210,7 @@ def run_ablation(config_path: Path, out: Path | None = None, report: Path | None
         out of the report (rerun to retry it).
     """
     from benchmark.loaders import load_cohort, resolve_data_root
-    from benchmark.runner import RunConfig, run
+    from benchmark.runner import run
     from benchmark.task import load_task
 
     config = load_ablation(config_path)
@@ -197,9 +219,7 @@ def run_ablation(config_path: Path, out: Path | None = None, report: Path | None
     rows, cohorts = [], {}
     cells = ablation_cells(config)
     check_cells(config, cells, data_root, Path(config_path))
-    run_configs = [RunConfig(task=cell.task, method=cell.method, split_set=config.get("split_set", "own"),
-                             folds=config.get("folds"), seed=cell.seed, device=device, out=out, data_root=data_root,
-                             params={**config.get("params", {}), **_cell_params(config, cell)}, in_process=in_process)
+    run_configs = [cell_config(config, cell, device=device, out=out, data_root=data_root, in_process=in_process)
                    for cell in cells]
     if per_gpu:
         from benchmark.executors import _torch_device_count
@@ -281,7 +301,7 @@ def paired_differences(frame: pd.DataFrame) -> pd.DataFrame:
     and ``test_train_ratio`` (n_test / n_train of the fold's fit, NaN when ``frame`` lacks the sizes).
     """
     keys = ["task", "method", "budget", "seed", "fold"]
-    reference = frame[frame["strategy"] == "none"][keys + ["harrell_c"]].rename(columns={"harrell_c": "reference"})
+    reference = frame[frame["strategy"] == "none"][keys + [PRIMARY]].rename(columns={PRIMARY: "reference"})
     others = frame[frame["strategy"] != "none"].merge(reference, on=keys, how="inner")
     others["diff"] = others["harrell_c"] - others["reference"]
     if {"n_test", "n_train"} <= set(others.columns):
@@ -604,7 +624,7 @@ def write_report(frame: pd.DataFrame, report: Path, command: str = "", settings:
     summary.to_csv(report / "differences.csv", index=False)
     for task in sorted(frame["task"].unique()):
         lines += [f"## {task}", ""]
-        ref = frame[(frame["task"] == task) & (frame["strategy"] == "none")].groupby(["method", "budget"])["harrell_c"]
+        ref = frame[(frame["task"] == task) & (frame["strategy"] == "none")].groupby(["method", "budget"])[PRIMARY]
         lines += ["Reference (`none`): " + "; ".join(f"{m} @ {b:.0%}: C = {v:.3f}" for (m, b), v in ref.mean().items()), ""]
         part = summary[summary["task"] == task] if not summary.empty else summary
         if part.empty:

@@ -37,6 +37,8 @@ EXIT_CODES = """exit status:
   2  bad input: unknown task or method, missing data, bad flag or file (one line `mmbench: error: ...`)
   130 interrupted (finished folds are kept)"""
 
+__all__ = ["main", "build_parser"]
+
 
 def parse_param(text: str) -> tuple[str, Any]:
     """``key=value`` -> (key, value) with value parsed as a TOML literal when possible, else a string."""
@@ -88,20 +90,22 @@ def cmd_run(args: argparse.Namespace) -> int:
                 console.print(f"fold {fold}: Harrell C = {'n/a' if c is None else f'{c:.3f}'}")
 
         result = run(config, on_fold=on_fold, progress=progress)
-    rows = []
-    for fold, m in sorted(result.fold_metrics.items()):
-        rows.append([fold, m.get("n"), m.get("n_events"), m.get("harrell_c"), m.get("uno_c"), m.get("td_auc_mean"),
-                     m.get("ibs"), m.get("antolini_c"), "skipped (done)" if fold in result.skipped else ""])
+    from benchmark.metric_registry import METRICS
     from benchmark.metrics import mean_sd
 
+    rows = []
+    for fold, m in sorted(result.fold_metrics.items()):
+        rows.append([fold, m.get("n"), m.get("n_events"), *(m.get(metric.name) for metric in METRICS),
+                     "skipped (done)" if fold in result.skipped else ""])
+    last = 3 + len(METRICS)
     summary = ["mean ± sd", "", ""]
-    for col in range(3, 8):
+    for col in range(3, last):
         values = [r[col] for r in rows]
         mean, sd = mean_sd(values) if any(v is not None for v in values) else (None, None)
         summary.append("n/a" if mean is None else f"{mean:.3f} ± {sd:.3f}")
-    rows = [r[:3] + ["n/a" if v is None else f"{v:.3f}" for v in r[3:8]] + r[8:] for r in rows]
+    rows = [r[:3] + ["n/a" if v is None else f"{v:.3f}" for v in r[3:last]] + r[last:] for r in rows]
     rows.append(summary + [""])
-    print(tabulate(rows, headers=["fold", "n", "events", "Harrell C", "Uno C", "td-AUC", "IBS", "Antolini C", "status"]))
+    print(tabulate(rows, headers=["fold", "n", "events", *(metric.label for metric in METRICS), "status"]))
     print(f"results: {result.run_dir}")
     return report_failures(result)
 
@@ -362,7 +366,11 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
 
 def cmd_slides(args: argparse.Namespace) -> int:
-    from benchmark.slides import prepare_slides
+    try:
+        from benchmark.slides import prepare_slides
+    except ImportError as exc:  # openslide, opencv, timm, tifffile: the `slides` extra
+        raise MMBenchError(f"mmbench slides needs the slides extra ({exc.name or exc} is missing): "
+                           "pip install -e '.[slides]'") from None
 
     report = prepare_slides(Path(args.source), Path(args.out), encoder=args.encoder,
                             weights=Path(args.weights) if args.weights else None, target_mpp=args.target_mpp,

@@ -63,6 +63,10 @@ from typing import Any, Callable
 from benchmark.errors import MMBenchError
 from benchmark.store import atomic_write_json
 
+__all__ = ["EXECUTORS", "Cell", "freeze_params", "CellOutcome", "ExecutorConfig", "load_executor_config", "load_grid",
+           "expand_grid", "run_dir_of", "prepare_runs", "finalize_runs", "run_cell", "run_cells",
+           "GridResult", "run_grid", "write_report", "cells_for_run"]
+
 EXECUTORS = ("local", "submitit-local", "slurm", "ray")
 
 
@@ -339,18 +343,10 @@ def _config_for(cell: Cell, base) -> Any:
 
 
 def run_dir_of(cell: Cell, base) -> Path:
-    """The run folder the runner will write this cell's fold into (same id rule as the runner)."""
-    from benchmark.method import load_spec
-    from benchmark.runner import task_file_hash, run_id_for
-    from benchmark.splits import load_split_set
-    from benchmark.task import load_task
+    """The run folder the runner will write this cell's fold into (its plan's run folder)."""
+    from benchmark.plan import build_plan
 
-    task = load_task(cell.task)
-    spec = load_spec(cell.method)
-    params = {**spec.params, **{k: _thaw(v) for k, v in cell.params}}
-    params.pop("modalities", None)
-    split = load_split_set(task, cell.split_set, base.data_root)
-    return Path(base.out) / task.name / spec.name / run_id_for(split.name, cell.seed, spec, params, task_file_hash(task))
+    return build_plan(_config_for(cell, base), load_data=False).run_dir
 
 
 def prepare_runs(cells: list[Cell], base) -> dict[tuple, Path]:
@@ -373,31 +369,27 @@ def prepare_runs(cells: list[Cell], base) -> dict[tuple, Path]:
         Unknown task or method, bad params, absent modality: the grid stops
         before any job is submitted.
     """
-    from benchmark.method import load_spec, resolve_modalities
-    from benchmark.runner import resolve_device, run_record
-    from benchmark.splits import load_split_set
+    from benchmark.loaders import load_cohort, resolve_data_root
+    from benchmark.plan import build_plan
+    from benchmark.runner import run_record
     from benchmark.task import load_task
 
     groups: dict[tuple, list[int]] = {}
     for cell in cells:
         groups.setdefault(cell.run_key, []).append(cell.fold)
-    run_dirs = {}
+    cohorts: dict[str, Any] = {}
+    plans, run_dirs = {}, {}
     for key, folds in groups.items():
         cell = next(c for c in cells if c.run_key == key)
         config = dataclasses.replace(_config_for(cell, base), folds=sorted(folds))
-        task = load_task(config.task)
-        spec = load_spec(config.method)
-        params = {**spec.params, **config.params}
-        override = params.pop("modalities", None)
-        if isinstance(override, str):
-            override = [m for m in override.split(",") if m]
-        modalities = resolve_modalities(spec, task.kinds, override)
-        split = load_split_set(task, config.split_set, config.data_root)
-        run_dir = run_dir_of(cell, base)
-        record = run_record(task, spec, split, params, modalities, config, resolve_device(config.device),
-                            run_dir.name, sorted(folds), run_dir)
-        atomic_write_json(run_dir / "run.json", record)
-        run_dirs[key] = run_dir
+        if config.task not in cohorts:  # each task's cohort once: the plan checks modalities against it
+            cohorts[config.task] = load_cohort(load_task(config.task), resolve_data_root(config.data_root),
+                                               config.labels_root, features=config.features,
+                                               dx1_only=config.dx1_only)
+        plans[key] = build_plan(config, cohorts[config.task])
+    for key, plan in plans.items():  # every plan checked before the first run.json is written
+        atomic_write_json(plan.run_dir / "run.json", run_record(plan))
+        run_dirs[key] = plan.run_dir
     return run_dirs
 
 
@@ -602,7 +594,7 @@ def _submitit_executor(config: ExecutorConfig, out: Path):
     try:
         import submitit
     except ImportError:
-        raise MMBenchError(f"--executor {config.kind} needs submitit: pip install submitit") from None
+        raise MMBenchError(f"--executor {config.kind} needs submitit: pip install -e '.[cluster]'") from None
     folder = config.log_folder or Path(out) / "_jobs"
     cluster = "local" if config.kind == "submitit-local" else "slurm"
     executor = submitit.AutoExecutor(folder=str(folder / "%j"), cluster=cluster)
@@ -685,7 +677,7 @@ def _execute_ray(cells, base, config, on_outcome):
     try:
         import ray
     except ImportError:
-        raise MMBenchError("--executor ray needs ray: pip install 'ray[default]'") from None
+        raise MMBenchError("--executor ray needs ray: pip install -e '.[cluster]'") from None
     started_here = not ray.is_initialized()
     if started_here:
         kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False}

@@ -29,6 +29,7 @@ import pandas as pd
 from tabulate import tabulate
 
 from benchmark.errors import DataError, UndefinedMetricError
+from benchmark.method import is_reference_record
 from benchmark.metrics import bootstrap_ci, mean_sd, paired_bootstrap_diff
 from benchmark.protocol import DELTA_C_REFERENCE, PROTOCOL_NOTES
 from benchmark.published import is_synthetic
@@ -649,7 +650,10 @@ def _delta_vs_classical(
     by_dir = {(r.run_id, r.method, r.task, r.split_set): r for r in runs}
     plain = group["transfer"].isna() if "transfer" in group.columns else True
     reference = reference_method()
-    declared = group[group["method"].eq(reference) & group["method_harrell_c_mean"].notna() & plain]
+    manifest = np.asarray([is_reference_record(by_dir[(r.run_id, r.method, r.task, r.split_set)].record)
+                           for r in group.itertuples()], dtype=bool)  # a submission named coxph never qualifies
+    declared = group[(group["method"].eq(reference) & group["method_harrell_c_mean"].notna() & plain).to_numpy()
+                     & manifest]
     if declared.empty:
         return group
     candidates = declared

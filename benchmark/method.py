@@ -9,8 +9,11 @@
     paper = "Cox (1972) ..."            # paper or URL
     optional_modalities = ["wsi"]       # kinds used when the task has them (optional)
     missing_modalities = "drop"         # patients without slides: "drop" from train/val or "impute"
-    [params]                            # defaults, overridable by --param k=v
+    reference = true                    # baselines only: a classical Δ C reference on the leaderboard
+    [params]                            # defaults, overridable by --param k=v; their TOML types are the params' types
     alpha = 0.1
+    [param_rules]                       # allowed values and default-less params (benchmark.params)
+    alpha = { min = 0 }
 
 ``modalities`` lists modality *kinds* (``clinical``, ``rna``, ``cnv``,
 ``mut``, ``wsi``); the runner gives the method every task modality of those
@@ -31,13 +34,22 @@ import sys
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from benchmark.errors import MethodError
+from benchmark.params import ParamSpec, declared_params
 
+__all__ = ["TABULAR_KINDS", "MANIFEST_FIELDS", "Context", "Prediction", "MethodSpec", "load_spec", "load_class", "resolve_modalities",
+           "check_prediction", "is_reference_method", "is_reference_record", "Method"]
+
+REPO = Path(__file__).resolve().parents[1]
 TABULAR_KINDS = ("clinical", "rna", "cnv", "mut")
+MANIFEST_FIELDS = ("name", "description", "entry", "modalities", "paper", "params", "optional_modalities",
+                   "missing_modalities", "pretrain_encoders", "pretrain_bag_encoder", "param_rules", "reference")
+"""Every field a ``method.toml`` may have (the module docstring says what each means; ``mmbench validate``
+names any other as unknown)."""
 
 
 @dataclass(frozen=True)
@@ -88,6 +100,22 @@ class Prediction:
     survival: np.ndarray | None = None
 
 
+@runtime_checkable
+class Method(Protocol):
+    """What a method folder's entry class provides (built as ``Class(**params)``; :func:`load_class` checks it).
+
+    Optional transfer hooks, used when ``pretrain_strategy`` is not ``none``:
+    ``pretrain(corpus, ctx)``, ``pretrained_state() -> dict[str, ndarray]`` and
+    ``load_pretrained(state, ctx)`` (see :mod:`benchmark.pretrain.stage`).
+    """
+
+    def fit(self, train: Any, val: Any, ctx: Context) -> None:
+        """Fit on labelled train and val views (:class:`benchmark.cohort.Cohort`)."""
+
+    def predict(self, data: Any, ctx: Context) -> Prediction:
+        """Risks (and optionally curves) for an unlabelled view."""
+
+
 @dataclass(frozen=True)
 class MethodSpec:
     """A parsed ``method.toml``; ``path`` is the method folder."""
@@ -108,6 +136,36 @@ class MethodSpec:
             digest.update(str(file.relative_to(self.path)).encode())
             digest.update(file.read_bytes())
         return digest.hexdigest()
+
+    def declared_params(self) -> dict[str, ParamSpec]:
+        """The typed params of ``[params]`` and ``[param_rules]`` (:func:`benchmark.params.declared_params`)."""
+        return declared_params(self.params, self.extra.get("param_rules", {}), self.path / "method.toml")
+
+
+def is_reference_method(spec: MethodSpec) -> bool:
+    """Whether a method is a classical Δ C reference: a folder under ``baselines/`` whose manifest says
+    ``reference = true``. Never decided by name: a submission called ``coxph`` is not a reference."""
+    return bool(spec.extra.get("reference", False) is True and spec.path.is_relative_to(REPO / "baselines"))
+
+
+def is_reference_record(record: dict[str, Any]) -> bool:
+    """Whether a run.json is a run of a classical Δ C reference.
+
+    Its ``method.reference`` (written by the runner from the manifest) decides.
+    A record written before that field existed counts when it is a baseline
+    run (``method_kind``) whose folder under ``baselines/`` declares
+    ``reference = true`` today; a submission never does, whatever its name.
+    """
+    method = record.get("method") or {}
+    if "reference" in method:
+        return method["reference"] is True
+    if record.get("method_kind") != "baseline":
+        return False
+    folder = REPO / "baselines" / Path(str(method.get("path", ""))).name
+    try:
+        return is_reference_method(load_spec(folder))
+    except MethodError:
+        return False
 
 
 def did_you_mean_method(folder: Path) -> str:
@@ -159,8 +217,8 @@ def load_spec(path: str | Path) -> MethodSpec:
     for kind in modalities:
         if kind not in known:
             raise MethodError(f"{manifest}: unknown modality kind '{kind}' (known: {', '.join(sorted(known))})")
-    rest = {k: v for k, v in raw.items() if k not in ("name", "description", "entry", "modalities", "paper", "params")}
-    return MethodSpec(
+    rest = {k: v for k, v in raw.items() if k not in MANIFEST_FIELDS[:6]}  # the typed fields of MethodSpec
+    spec = MethodSpec(
         name=str(raw["name"]),
         description=str(raw.get("description", "")),
         entry=raw["entry"],
@@ -170,6 +228,8 @@ def load_spec(path: str | Path) -> MethodSpec:
         path=folder.resolve(),
         extra=rest,
     )
+    spec.declared_params()  # a malformed [param_rules] or a default that breaks its rule fails here
+    return spec
 
 
 def load_class(spec: MethodSpec) -> type:

@@ -57,6 +57,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from benchmark.errors import DataError, UndefinedMetricError
+from benchmark.metric_registry import METRICS
 
 TIED_TOL = 1e-8
 """Two risks closer than this count as tied (scikit-survival's ``tied_tol``)."""
@@ -740,9 +741,9 @@ def evaluate_fold(train_time, train_event, time, event, risk, survival, grid, ho
             undefined[f"td_auc@{x:g}"] = _horizon_reason(x, t, e, tt.max()) or why
 
     if survival is None:
-        out["ibs"] = out["antolini_c"] = None
+        for name in (m.name for m in METRICS if m.needs_curves):  # ibs, antolini_c
+            out[name], undefined[name] = None, NO_CURVES
         out["brier"] = {float(x): None for x in h}
-        undefined["ibs"] = undefined["antolini_c"] = NO_CURVES
         for x in h:
             undefined[f"brier@{x:g}"] = NO_CURVES
     else:

@@ -6,6 +6,7 @@ measured in one run (benchmarks), never against a fixed threshold.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import platform
 import resource
@@ -17,6 +18,9 @@ import time
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
+
+__all__ = ["current_rss_mb", "PeakMemory", "Stopwatch", "count_parameters", "thread_count", "package_versions",
+           "git_sha", "host_info", "PACKAGE", "KEYED_PACKAGES", "engine_hash", "code_versions"]
 
 
 def current_rss_mb() -> float:
@@ -166,3 +170,30 @@ def host_info(device: str) -> dict[str, object]:
 
         info["accelerator"] = torch.cuda.get_device_name(0)
     return info
+
+
+PACKAGE = Path(__file__).resolve().parent
+KEYED_PACKAGES = ("torch", "scikit-survival", "pycox")
+"""Packages whose version is part of every fold key (they decide model fits and metrics)."""
+
+
+def engine_hash(package: Path = PACKAGE) -> str:
+    """sha256 over the source of every ``benchmark`` module (``.py`` files sorted by relative path), hex."""
+    digest = hashlib.sha256()
+    for file in sorted(package.rglob("*.py")):
+        if "__pycache__" in file.parts:
+            continue
+        digest.update(str(file.relative_to(package)).encode())
+        digest.update(file.read_bytes())
+    return digest.hexdigest()
+
+
+def code_versions() -> dict[str, str]:
+    """Installed versions of :data:`KEYED_PACKAGES` (``absent`` when not installed)."""
+    versions = {}
+    for name in KEYED_PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "absent"
+    return versions

@@ -44,11 +44,15 @@ from pathlib import Path
 from typing import Any
 
 from benchmark.errors import MMBenchError
+from benchmark.metric_registry import METRIC_NAMES, is_better
 from benchmark.store import atomic_write_json
 
+__all__ = ["case_config", "REPO", "METRICS", "K", "FLOOR", "Case", "DEFAULT_CASES", "tolerance", "measure_case", "case_record",
+           "case_of", "Comparison", "compare_case", "format_table", "read_reference", "write_reference",
+           "regress"]
+
 REPO = Path(__file__).resolve().parents[1]
-METRICS = ("harrell_c", "uno_c", "td_auc_mean", "ibs", "antolini_c")
-LOWER_IS_BETTER = ("ibs",)
+METRICS = METRIC_NAMES  # every metric of the registry, each compared in its own direction
 K = 3.0
 FLOOR = 0.005
 
@@ -122,6 +126,16 @@ def tolerance(values: list[float | None], k: float = K, floor: float = FLOOR) ->
     return max(k * sd * math.sqrt(2.0 / n), floor)
 
 
+def case_config(case: Case, seed: int, runs_dir: Path, data_root: Path | None = None):
+    """The runner's RunConfig of one seed of a case (CPU, in-process)."""
+    from benchmark.runner import RunConfig
+
+    method = Path(case.method)
+    method = method if method.is_absolute() else REPO / method
+    return RunConfig(task=case.task, method=method, split_set=case.split_set, seed=seed, device="cpu",
+                     out=runs_dir, data_root=data_root, params=dict(case.params), in_process=True)
+
+
 def measure_case(case: Case, runs_dir: Path, data_root: Path | None = None) -> dict[str, Any]:
     """Run a case (every seed, every fold) and summarise it.
 
@@ -137,16 +151,13 @@ def measure_case(case: Case, runs_dir: Path, data_root: Path | None = None) -> d
     MMBenchError
         The task, method or data cannot be loaded, or the method failed.
     """
-    from benchmark.runner import RunConfig, run
+    from benchmark.runner import run
 
-    method = Path(case.method)
-    method = method if method.is_absolute() else REPO / method
     start = time.perf_counter()
     per_seed: dict[str, list[float | None]] = {m: [] for m in METRICS}
     split_sha = None
     for seed in case.seeds:
-        result = run(RunConfig(task=case.task, method=method, split_set=case.split_set, seed=seed, device="cpu",
-                               out=runs_dir, data_root=data_root, params=dict(case.params), in_process=True))
+        result = run(case_config(case, seed, runs_dir, data_root))
         failures = getattr(result, "failures", None)
         if failures:
             fold, record = sorted(failures.items())[0]
@@ -218,8 +229,7 @@ def compare_case(record: dict[str, Any], measured: dict[str, Any]) -> list[Compa
         elif abs(new - old) <= tol + 1e-12:
             status = "ok"
         else:
-            better = (new < old) if metric in LOWER_IS_BETTER else (new > old)
-            status = "BETTER" if better else "WORSE"
+            status = "BETTER" if is_better(metric, new, old) else "WORSE"
         rows.append(Comparison(record["name"], metric, old, new, tol, status))
     return rows
 
@@ -317,6 +327,14 @@ def regress(reference_path: Path, update: bool = False, cases: list[str] | None 
             raise MMBenchError(f"regress: no case '{unknown[0]}' in {reference_path} "
                                f"(cases: {', '.join(r['name'] for r in records)})")
         records = [r for r in records if r["name"] in cases]
+    from benchmark.plan import build_plan
+
+    for record in records:  # every case's plan (task, method, typed params, split set) before the first run
+        case = case_of(record)
+        try:
+            build_plan(case_config(case, case.seeds[0], Path("runs"), data_root), load_data=False)
+        except MMBenchError as exc:
+            raise MMBenchError(f"regress case {case.name}: {exc}") from None
     with tempfile.TemporaryDirectory(prefix="mmbench-regress-") as tmp:
         store = Path(runs_dir) if runs_dir else Path(tmp)
         start = time.perf_counter()

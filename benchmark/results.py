@@ -33,11 +33,15 @@ import numpy as np
 import pandas as pd
 
 from benchmark.errors import DataError
+from benchmark.metric_registry import METRIC_NAMES
+
+__all__ = ["SPLIT_SETS", "METRIC_FIELDS", "PROFILE_FIELDS", "PREDICTION_COLUMNS", "FoldResult", "FailedFold", "Run",
+           "Store", "read_store", "read_run", "read_predictions"]
 
 log = logging.getLogger(__name__)
 
 SPLIT_SETS = ("own", "site", "mcat", "survpath")
-METRIC_FIELDS = ("harrell_c", "uno_c", "td_auc_mean", "ibs", "antolini_c")
+METRIC_FIELDS = METRIC_NAMES
 PROFILE_FIELDS = (
     "fit_s",
     "predict_s",

@@ -6,8 +6,13 @@ Layout written (see README "Results store")::
     <out>/<task>/<method>/<run_id>/fold_<k>/predictions.parquet
     <out>/<task>/<method>/<run_id>/fold_<k>/metrics.json
     <out>/<task>/<method>/<run_id>/fold_<k>/profile.json
+    <out>/<task>/<method>/<run_id>/fold_<k>/provenance.json  (fold key; a fold with another key is recomputed)
 
     <out>/<task>/<method>/<run_id>/fold_<k>/failed.json     (instead, when the method failed)
+
+:func:`run` plans the run first (:func:`benchmark.plan.build_plan`: every input
+checked, nothing written yet), then :func:`execute_plan` runs its folds; grid,
+ablate, regress and validate build the same plan.
 
 A fold folder is assembled under a temporary name and renamed into place
 only when all its files are written, so a fold is either complete, failed
@@ -25,7 +30,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
 import json
 import os
 import shutil
@@ -40,16 +44,22 @@ import pandas as pd
 
 from benchmark import metrics as survival_metrics
 from benchmark.cohort import Cohort
-from benchmark.errors import DataError, InputCheckError, MethodError
-from benchmark.loaders import label_sources, load_cohort, resolve_data_root
-from benchmark.method import MethodSpec, Prediction, check_prediction, load_class, load_spec, resolve_modalities
-from benchmark.pretrain.stage import budget_subset, lacks_pretraining_hooks, pretrain_fold, transfer_settings
+from benchmark.errors import DataError, MethodError
+from benchmark.loaders import label_sources, resolve_data_root
+from benchmark.method import MethodSpec, Prediction, check_prediction, load_class, load_spec
+from benchmark.plan import (RunPlan, build_plan, key_of, missing_policy, resolve_device, run_id_for,
+                            task_file_hash)
+from benchmark.pretrain.stage import transfer_stage
 from benchmark.profiling import git_sha, host_info, package_versions
-from benchmark.splits import SplitSet, load_split_set, patients_in_several_roles, structure_problems
+from benchmark.splits import SplitSet, patients_in_several_roles
 from benchmark.store import atomic_write_json, atomic_write_parquet
-from benchmark.task import TaskSpec, load_task
+from benchmark.task import TaskSpec
 from benchmark.worker import (FoldOutcome, Limits, WorkerServer, failure_record, make_job, preload_modules,
                               run_in_process, sandbox_available, seed_everything)
+
+__all__ = ["RunConfig", "RunResult", "run", "execute_plan", "fold_views", "drop_missing_bags", "execute_fold",
+           "score_fold", "read_finished_fold", "fold_is_current", "run_record", "resolve_device", "run_id_for",
+           "task_file_hash", "missing_policy"]
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -122,42 +132,6 @@ class RunResult:
         return bool(self.failures)
 
 
-def resolve_device(device: str) -> str:
-    """Map ``auto`` to ``cuda`` when torch sees a GPU, else ``cpu``; check ``cuda`` is available.
-
-    Raises
-    ------
-    MethodError
-        ``cuda`` requested without a visible GPU, or an unknown device name.
-    """
-    if device not in ("auto", "cpu", "cuda"):
-        raise MethodError(f"--device must be auto, cpu or cuda, got '{device}'")
-    if device == "cpu":
-        return "cpu"
-    try:
-        import torch
-
-        available = torch.cuda.is_available()
-    except ImportError:
-        available = False
-    if device == "cuda" and not available:
-        raise MethodError("--device cuda was asked for but no CUDA device is visible to torch")
-    return "cuda" if available else "cpu"
-
-
-def run_id_for(split_set: str, seed: int, spec: MethodSpec, params: dict[str, Any], task_hash: str = "") -> str:
-    """Deterministic run id: split set, seed and a hash of the method's params and code and of the task file
-    (so editing a task file starts a new run instead of reusing folds computed with the old one)."""
-    blob = json.dumps({"params": params, "code": spec.code_hash(), **({"task": task_hash} if task_hash else {})},
-                      sort_keys=True, default=str)
-    return f"{split_set}-seed{seed}-{hashlib.sha256(blob.encode()).hexdigest()[:10]}"
-
-
-def task_file_hash(task: TaskSpec) -> str:
-    """sha256 of the task file's bytes (recorded in run.json and part of the run id)."""
-    return hashlib.sha256(task.path.read_bytes()).hexdigest()
-
-
 def fold_views(cohort: Cohort, split: SplitSet, fold: int, modalities: list[str]) -> tuple[Cohort, Cohort, Cohort]:
     """(train, val, test) views of one fold, restricted to the method's modalities; labels kept on all three.
 
@@ -176,29 +150,6 @@ def fold_views(cohort: Cohort, split: SplitSet, fold: int, modalities: list[str]
     for role in ("train", "val", "test"):
         views.append(cohort.select(split.members(fold, role)).with_modalities(modalities))
     return tuple(views)
-
-
-def missing_policy(spec: MethodSpec) -> str:
-    """A method's ``missing_modalities`` declaration: ``drop`` (default) or ``impute``.
-
-    ``drop``: patients without slides (NaN ``n_patches`` in a wsi modality) are
-    removed from the train and val views before ``fit``. ``impute``: the method
-    gets every patient and handles missing bags itself (an empty bag; a
-    multimodal method uses the other modalities). Test views always keep every
-    patient, whatever the policy: every test patient is scored, and a method
-    must predict for a patient with an empty bag (the mmbench MIL blocks pool an
-    empty bag to zeros, so a WSI-only model gives such patients one constant
-    risk).
-
-    Raises
-    ------
-    MethodError
-        Any other value.
-    """
-    value = spec.extra.get("missing_modalities", "drop")
-    if value not in ("drop", "impute"):
-        raise MethodError(f"{spec.path / 'method.toml'}: missing_modalities must be 'drop' or 'impute', got {value!r}")
-    return value
 
 
 def drop_missing_bags(view: Cohort) -> Cohort:
@@ -240,85 +191,53 @@ def run(config: RunConfig, on_fold: Callable[[int, dict], None] | None = None,
         instead and nothing partial is left behind: a fold folder appears only
         when complete, and a run folder with no complete fold is removed.
     """
-    task = load_task(config.task)
-    spec = load_spec(config.method)
     if config.in_process:
-        load_class(spec)  # import errors surface here, with their traceback, in debug mode
-    params = {**spec.params, **config.params}
-    override = params.pop("modalities", None)
-    if isinstance(override, str):
-        override = [m for m in override.split(",") if m]
-    modalities = resolve_modalities(spec, task.kinds, override)
-    data_root = resolve_data_root(config.data_root)
-    device = resolve_device(config.device)
-    if cohort is None:
-        try:
-            cohort = load_cohort(task, data_root, config.labels_root, features=config.features,
-                                 dx1_only=config.dx1_only)
-        except InputCheckError as exc:  # refused before any training; the audit lists every finding, not the first
-            raise InputCheckError(f"{exc} (`mmbench audit --task {task.name}` lists every data problem)") from None
-    if any(task.kinds[m] == "wsi" and m not in cohort.modalities for m in modalities):
-        raise MethodError(
-            f"method '{spec.name}' needs modality 'wsi' but no patch features are prepared for task '{task.name}': "
-            "run `mmbench slides prepare` into <data-root>/features/<encoder>/<slide_id>.h5 first")
-    missing_policy(spec)
-    if not override:  # kinds a method uses when the task has them (e.g. fusion baselines with a WSI branch)
-        modalities += [m for m, k in cohort.kinds.items()
-                       if k in spec.extra.get("optional_modalities", []) and m not in modalities]
-    try:
-        split = load_split_set(task, config.split_set, data_root)
-    except InputCheckError as exc:
-        raise InputCheckError(f"{exc} (`mmbench audit --task {task.name}` lists every data problem)") from None
-    problems = structure_problems(split, cohort.patient_id)  # before any training, not at the failing fold
-    if problems:
-        raise InputCheckError(f"split set '{split.name}' of task '{task.name}': {'; '.join(problems[:3])} "
-                        f"(`mmbench audit --task {task.name}` lists every data problem)")
-    folds = split.folds if config.folds is None else list(config.folds)
-    unknown = [f for f in folds if f not in split.folds]
-    if unknown:
-        raise DataError(f"split set '{split.name}' of task '{task.name}' has no fold {unknown[0]} (has {split.folds})")
+        load_class(load_spec(config.method))  # import errors surface here, with their traceback, in debug mode
+    return execute_plan(build_plan(config, cohort), on_fold=on_fold, progress=progress)
 
-    settings = transfer_settings(params)
-    if settings.pretrains and lacks_pretraining_hooks(spec):
-        raise MethodError(f"method '{spec.name}' has no pretrain method: pretrain_strategy "
-                          f"'{settings.strategy}' needs a method with pretraining hooks (e.g. baselines/early-fusion)")
-    transfer = settings.as_dict()
-    if transfer["pretrain_corpus"] == "auto":
-        from benchmark.pretrain.corpus import default_source
 
-        transfer["pretrain_corpus"] = default_source(task)
-    run_id = run_id_for(split.name, config.seed, spec, params, task_file_hash(task))
-    run_dir = Path(config.out) / task.name / spec.name / run_id
+def execute_plan(plan: RunPlan, on_fold: Callable[[int, dict], None] | None = None,
+                 progress: Any = None) -> RunResult:
+    """Execute a checked plan fold by fold (what :func:`run` does after :func:`benchmark.plan.build_plan`).
+
+    A fold whose ``metrics.json`` exists is kept when its ``provenance.json``
+    holds the plan's key, and recomputed otherwise (the code, params, split,
+    or package versions that produced it changed, or it predates fold keys).
+    """
+    config, task, spec = plan.config, plan.task, plan.method
+    run_dir = plan.run_dir
     existed = run_dir.exists()
-    record = run_record(task, spec, split, params, modalities, config, device, run_id, folds, run_dir)
-    record["transfer"] = transfer                   # pretraining / regime / label budget (benchmark.pretrain)
-    if data_root is not None and any(task.kinds.get(m) == "wsi" for m in modalities):
+    record = run_record(plan)
+    data_root = resolve_data_root(config.data_root)
+    if data_root is not None and any(task.kinds.get(m) == "wsi" for m in plan.modalities):
         from benchmark.bags import features_dir, features_provenance
 
         folder = features_dir(data_root, config.features)
         if folder is not None:                      # patch features the wsi modality came from (SYNTHETIC marked)
             record["features"] = features_provenance(folder)
+    cohort = plan.cohort
     empty_bags = sorted(b for m in cohort.modality_names(["wsi"]) for b in cohort.modalities[m].attrs.get("empty_bags", []))
     if empty_bags:  # slide files without a patch: left out as missing slides (benchmark.integrity)
         record["empty_bags"] = empty_bags
     atomic_write_json(run_dir / "run.json", record)
     # the worker may read neither the results store nor the files holding labels
     forbidden = [*store_paths(Path(config.out), keep=[spec.path, REPO / "benchmark"]),
-                 *(str(p) for p in label_sources(task, data_root, config.labels_root))]
+                 *(str(p) for p in label_sources(task, resolve_data_root(config.data_root), config.labels_root))]
     results: dict[int, dict[str, Any]] = {}
     failures: dict[int, dict[str, Any]] = {}
     skipped: list[int] = []
+    provenance = fold_provenance(plan)  # hashed once per run: engine source, versions, git sha
+    key = provenance["key"]
     server = None if config.in_process else WorkerServer(forbidden, preload_modules(spec.path, spec.entry))
     try:
         with server or contextlib.nullcontext():
-            for i, fold in enumerate(folds):
+            for i, fold in enumerate(plan.folds):
                 fold_dir = run_dir / f"fold_{fold}"
-                if (fold_dir / "metrics.json").is_file():
+                if (fold_dir / "metrics.json").is_file() and fold_is_current(fold_dir, key):
                     results[fold] = read_finished_fold(fold_dir)
                     skipped.append(fold)
                 else:
-                    outcome = run_fold(task, spec, params, cohort, split, fold, modalities, config, device,
-                                       fold_dir, progress, server)
+                    outcome = run_fold(plan, fold, fold_dir, progress, server, provenance)
                     if "failed" in outcome:
                         failures[fold] = outcome
                         break
@@ -326,15 +245,24 @@ def run(config: RunConfig, on_fold: Callable[[int, dict], None] | None = None,
                 if on_fold:
                     on_fold(fold, results[fold])
                 if progress:
-                    progress("fold", i + 1, len(folds))
+                    progress("fold", i + 1, len(plan.folds))
     except BaseException:
         if not existed and not any(run_dir.glob("fold_*/metrics.json")):
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
     if all((run_dir / f"fold_{f}" / "metrics.json").is_file() for f in record["folds"]):
-        record["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        record = {**json.loads((run_dir / "run.json").read_text()),
+                  "finished": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         atomic_write_json(run_dir / "run.json", record)
     return RunResult(run_dir=run_dir, fold_metrics=results, skipped=skipped, failures=failures)
+
+
+def fold_is_current(fold_dir: Path, key: str) -> bool:
+    """Whether a finished fold was produced by the plan whose key is ``key`` (its provenance.json says so)."""
+    try:
+        return json.loads((fold_dir / "provenance.json").read_text()).get("key") == key
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return False
 
 
 def read_finished_fold(fold_dir: Path) -> dict[str, Any]:
@@ -359,19 +287,35 @@ def store_paths(out: Path, keep: list[Path]) -> list[str]:
     return [str(entry) for entry in out.iterdir() if not any(k.is_relative_to(entry) for k in keep)]
 
 
-def run_record(task: TaskSpec, spec: MethodSpec, split: SplitSet, params: dict, modalities: list[str],
-               config: RunConfig, device: str, run_id: str, folds: list[int], run_dir: Path) -> dict[str, Any]:
-    """The provenance record written as run.json (kept across reruns, folds merged)."""
+def run_record(plan: RunPlan) -> dict[str, Any]:
+    """The provenance record written as run.json.
+
+    On a rerun the earlier record's provenance (versions, git sha, host,
+    started, ``code``) is kept and the folds are merged: run.json says how the
+    run was first planned; each fold's own ``provenance.json`` holds the key,
+    engine hash and versions that produced that fold (written with it, never
+    rewritten while the fold is kept).
+    """
+    run_dir, config, task, spec, split = plan.run_dir, plan.config, plan.task, plan.method, plan.split
     previous = {}
     if (run_dir / "run.json").is_file():
         try:
             previous = json.loads((run_dir / "run.json").read_text())
         except json.JSONDecodeError:
             previous = {}
-    all_folds = sorted(set(previous.get("folds", [])) | set(folds))
+    all_folds = sorted(set(previous.get("folds", [])) | set(plan.folds))
     kind = "baseline" if spec.path.is_relative_to(REPO / "baselines") else "submission"
+    fields = plan.key_fields()
+    fresh = {
+        "versions": package_versions(),
+        "git_sha": git_sha(REPO),
+        "host": host_info(plan.device),
+        "code": {"engine_sha256": fields["engine_sha256"], "key": key_of(fields)},
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    kept = {k: previous[k] for k in fresh if k in previous}
     return {
-        "run_id": run_id,
+        "run_id": plan.run_id,
         "task": task.name,
         "task_file_sha256": task_file_hash(task),
         "endpoint": task.endpoint,
@@ -380,25 +324,31 @@ def run_record(task: TaskSpec, spec: MethodSpec, split: SplitSet, params: dict, 
         "split_sha256": split.sha256,
         "val_is_test": split.val_is_test,
         "folds": all_folds,
-        "method": {"name": spec.name, "path": str(spec.path), "params": params, "code_hash": spec.code_hash(),
-                   "modalities": modalities, "paper": spec.paper, "description": spec.description},
+        "method": {"name": spec.name, "path": str(spec.path), "params": plan.params, "code_hash": spec.code_hash(),
+                   "modalities": plan.modalities, "paper": spec.paper, "description": spec.description,
+                   "reference": plan.is_reference},
         "method_kind": kind,
-        "seed": config.seed,
-        "device": device,
+        "seed": plan.seed,
+        "device": plan.device,
         "isolation": {"mode": "in-process" if config.in_process else "worker", **config.limits.as_dict(),
                       "sandbox": "none" if config.in_process or not sandbox_available() else "landlock"},
-        "versions": package_versions(),
-        "git_sha": git_sha(REPO),
-        "host": host_info(device),
-        "started": previous.get("started", datetime.now(timezone.utc).isoformat(timespec="seconds")),
+        **fresh,
+        **kept,
         "finished": None,
+        "transfer": plan.transfer,  # pretraining / regime / label budget (benchmark.pretrain)
     }
 
 
-def run_fold(task: TaskSpec, spec: MethodSpec, params: dict, cohort: Cohort, split: SplitSet, fold: int,
-             modalities: list[str], config: RunConfig, device: str, fold_dir: Path, progress: Any,
-             server: WorkerServer | None) -> dict:
-    """Fit, predict and score one fold; write its folder atomically.
+def fold_provenance(plan: RunPlan) -> dict[str, Any]:
+    """What each fold computed by this plan records in provenance.json: the key, what it hashes, the git sha."""
+    fields = plan.key_fields()
+    return {"key": key_of(fields), **fields, "git_sha": git_sha(REPO)}
+
+
+def run_fold(plan: RunPlan, fold: int, fold_dir: Path, progress: Any, server: WorkerServer | None,
+             provenance: dict[str, Any]) -> dict:
+    """Fit, predict and score one fold of a plan; write its folder atomically (with ``provenance``, see
+    :func:`fold_provenance`, as provenance.json).
 
     Returns
     -------
@@ -406,21 +356,20 @@ def run_fold(task: TaskSpec, spec: MethodSpec, params: dict, cohort: Cohort, spl
         The fold's metrics, or, when the method failed, the content of
         ``failed.json`` (has the key ``failed``).
     """
-    train, val, test = fold_views(cohort, split, fold, modalities)
+    task, spec, params, cohort, config, device = plan.task, plan.method, plan.params, plan.cohort, plan.config, plan.device
+    modalities = plan.modalities
+    train, val, test = fold_views(cohort, plan.split, fold, modalities)
     scoring_train = train  # censoring weights: the whole training fold, whatever the label budget or missing bags
     if missing_policy(spec) == "drop":
         train, val = drop_missing_bags(train), drop_missing_bags(val)
-    # transfer learning (benchmark.pretrain): a cached pretraining job on a corpus without this fold's test
-    # (and val) patients, then fit on the label-budget subset of the training patients
-    pretrained, pretrain_info, pretrain_failure = pretrain_fold(
-        task, spec, params, cohort.with_modalities([m for m in modalities if m in cohort.modalities]), split, fold,
-        config, device, server)
-    train = budget_subset(train, pretrain_info["label_budget"], config.seed, fold)
+    # the plan's transfer stage (benchmark.pretrain.stage): pretrained weights and the training view to fit on
+    stage = transfer_stage(plan, fold, train, server)
+    pretrained, pretrain_failure, train = stage.pretrained, stage.failure, stage.train
     epoch_progress = (lambda done, total: progress("epoch", done, total)) if progress else None
     if pretrain_failure is not None:
         outcome, prediction = pretrain_failure, None
     else:
-        outcome, prediction = execute_fold(task, spec, params, train, val, test, config.seed, device, config.limits,
+        outcome, prediction = execute_fold(task, spec, params, train, val, test, plan.seed, device, config.limits,
                                            server, epoch_progress, pretrained=pretrained)
     with tempfile.TemporaryDirectory(prefix=f".fold_{fold}.", dir=fold_dir.parent) as staging:
         staging = Path(staging)
@@ -431,8 +380,10 @@ def run_fold(task: TaskSpec, spec: MethodSpec, params: dict, cohort: Cohort, spl
         else:
             result = score_fold(task, fold, train, val, test, prediction, outcome.profile, device, staging,
                                 scoring_train)
-        if pretrain_info["pretrain_strategy"] != "none" or pretrain_info["label_budget"] < 1.0:
-            atomic_write_json(staging / "pretrain.json", {**pretrain_info, "n_train_fit": train.n})
+            atomic_write_json(staging / "provenance.json", {"fold": fold, **provenance, "computed": datetime.now(
+                timezone.utc).isoformat(timespec="seconds")})
+        if stage.record is not None:
+            atomic_write_json(staging / "pretrain.json", stage.record)
         if fold_dir.exists():  # a failed fold being retried, or an incomplete folder from an older layout
             shutil.rmtree(fold_dir)
         os.rename(staging, fold_dir)

@@ -25,14 +25,16 @@ from pathlib import Path
 import numpy as np
 
 from benchmark.cohort import Cohort
-from benchmark.errors import MethodError
-from benchmark.method import TABULAR_KINDS, load_spec, resolve_modalities
+from benchmark.errors import MethodError, MMBenchError
+from benchmark.method import MANIFEST_FIELDS, TABULAR_KINDS, is_reference_method, load_spec, resolve_modalities
+from benchmark.params import describe_params
 from benchmark.worker import FoldJob, Limits, WorkerServer, preload_modules
+
+__all__ = ["DEFAULT_TASK", "SMOKE_SIZES", "MANIFEST_FIELDS", "Validation", "manifest_problems", "modality_problems",
+           "smoke_slice", "validate_method", "print_validation"]
 
 DEFAULT_TASK = "geo-gse7390"
 SMOKE_SIZES = (40, 10, 10)
-MANIFEST_FIELDS = ("name", "description", "entry", "modalities", "paper", "params", "optional_modalities",
-                   "missing_modalities", "pretrain_encoders", "pretrain_bag_encoder")
 
 
 @dataclass
@@ -81,6 +83,10 @@ def manifest_problems(folder: Path) -> list[str]:
                         f"got {raw['pretrain_bag_encoder']!r}")
     if "pretrain_bag_encoder" in raw and "pretrain_encoders" not in raw:
         problems.append(f"{manifest}: field 'pretrain_bag_encoder' needs 'pretrain_encoders' (a shared encoder family)")
+    if "reference" in raw and not isinstance(raw["reference"], bool):
+        problems.append(f"{manifest}: field 'reference' must be true or false")
+    elif raw.get("reference") and not is_reference_method(load_spec(folder)):
+        problems.append(f"{manifest}: field 'reference' is for classical baselines under baselines/ only")
     return problems
 
 
@@ -142,8 +148,8 @@ def validate_method(path: str | Path, task_name: str = DEFAULT_TASK, *, data_roo
     """
     from benchmark.loaders import label_sources, load_cohort, resolve_data_root
     from benchmark.integrity import carried_label_files
-    from benchmark.runner import execute_fold, fold_views
-    from benchmark.splits import load_split_set
+    from benchmark.plan import build_plan
+    from benchmark.runner import RunConfig, execute_fold, fold_views
     from benchmark.task import load_task
 
     result = Validation()
@@ -155,6 +161,9 @@ def validate_method(path: str | Path, task_name: str = DEFAULT_TASK, *, data_roo
         return result
     result.problems += manifest_problems(folder)
     result.checks.append("manifest")
+    declared = spec.declared_params()  # the same declaration `mmbench run` checks --param against
+    result.checks.append(f"{len(declared)} typed params declared in [params]/[param_rules]: "
+                         + "; ".join(describe_params(declared)))
     task = load_task(task_name)
     modality = modality_problems(spec, task)
     result.problems += modality
@@ -187,13 +196,17 @@ def validate_method(path: str | Path, task_name: str = DEFAULT_TASK, *, data_roo
             result.problems.append(f"method '{spec.name}' needs modality '{absent[0]}' but task '{task.name}' has no "
                                    "data for it (for wsi: run `mmbench slides prepare` first)")
             return result
-        split = load_split_set(task, "own", data_root)
-        fold = split.folds[0]
-        modalities = resolve_modalities(spec, task.kinds)
-        views = fold_views(cohort, split, fold, modalities)
+        try:  # the plan `mmbench run` would execute for fold 0 (same params, modalities, split)
+            plan = build_plan(RunConfig(task=task.name, method=folder, folds=None, seed=seed, device=device,
+                                        data_root=data_root, labels_root=labels_root), cohort)
+        except MMBenchError as exc:
+            result.problems.append(str(exc))
+            return result
+        fold = plan.folds[0]
+        views = fold_views(cohort, plan.split, fold, plan.modalities)
         train, val, test = (smoke_slice(view, size) for view, size in zip(views, sizes))
         started = time.perf_counter()
-        outcome, _ = execute_fold(task, spec, dict(spec.params), train, val, test, seed, device, limits, server)
+        outcome, _ = execute_fold(task, spec, dict(plan.params), train, val, test, seed, device, limits, server)
         result.smoke_s = time.perf_counter() - started
     if outcome.failed:
         result.problems.append(f"{spec.path}: smoke fit/predict on {train.n}/{val.n}/{test.n} patients of "

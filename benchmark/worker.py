@@ -164,9 +164,13 @@ class FoldJob:
     task : str
     mode : str
         ``fold`` (fit and predict) or ``inspect`` (import, check signatures,
-        build; ``train``/``val``/``test`` unused) or ``pretrain`` (build,
-        ``pretrain(corpus, ctx)``, reply ``pretrained_state()``; see
-        :mod:`benchmark.pretrain.stage`).
+        build; ``train``/``val``/``test`` unused) or ``pretrain`` (a stage
+        before the fold: ``stage`` is called and its state sent back; the
+        worker knows nothing of what it does).
+    stage : str
+        ``pretrain`` mode: ``"module:function"`` called as
+        ``function(job, scratch_dir, on_stage=..., progress=...) -> (state, profile)``,
+        e.g. ``benchmark.pretrain.stage:pretrain_in_worker``.
     corpus : benchmark.pretrain.corpus.Corpus or None
         ``pretrain`` mode: the fold's corpus (never its test patients).
     pretrained : dict of str to ndarray, or None
@@ -186,6 +190,7 @@ class FoldJob:
     horizons: np.ndarray = field(default_factory=lambda: np.zeros(0))
     task: str = ""
     mode: str = "fold"
+    stage: str = ""
     corpus: Any = None
     pretrained: dict[str, np.ndarray] | None = None
 
@@ -570,9 +575,7 @@ def _fold_worker(channel: int, scratch: str, sandboxed: bool) -> None:
         if job.mode == "inspect":
             _inspect(job, channel, on_stage)
         elif job.mode == "pretrain":
-            from benchmark.pretrain.stage import pretrain_in_worker
-
-            state, profile = pretrain_in_worker(job, Path(scratch), on_stage=on_stage, progress=progress)
+            state, profile = stage_function(job.stage)(job, Path(scratch), on_stage=on_stage, progress=progress)
             arrays = io.BytesIO()
             np.savez(arrays, **state)
             _send_json(channel, {"type": "pretrained", "profile": profile})
@@ -942,6 +945,23 @@ def run_in_worker(job: FoldJob, limits: Limits = Limits(), *, forbidden: list[st
         return server.run(job, limits, progress)
 
 
+def stage_function(path: str) -> Callable:
+    """The function a ``pretrain`` job names (``"module:function"``), imported by name.
+
+    Raises
+    ------
+    MethodError
+        Not ``module:function``, or nothing by that name.
+    """
+    import importlib
+
+    module, _, name = path.partition(":")
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError, ValueError):
+        raise MethodError(f"unknown stage function '{path}' (expected module:function)") from None
+
+
 def run_in_process(job: FoldJob, progress: Callable[[int, int], None] | None = None) -> FoldOutcome:
     """Debug mode (``--in-process``): the same fold in this process, no limits, no isolation; exceptions propagate.
 
@@ -951,9 +971,7 @@ def run_in_process(job: FoldJob, progress: Callable[[int, int], None] | None = N
     """
     with tempfile.TemporaryDirectory(prefix="mmbench-scratch-") as scratch:
         if job.mode == "pretrain":
-            from benchmark.pretrain.stage import pretrain_in_worker
-
-            state, profile = pretrain_in_worker(job, Path(scratch), progress=progress)
+            state, profile = stage_function(job.stage)(job, Path(scratch), progress=progress)
             return FoldOutcome(profile={**profile, "sandbox": False}, pretrained=state)
         raw, profile = fit_and_predict(job, Path(scratch), progress=progress)
     risk, survival = prediction_arrays(raw, job.method_name)

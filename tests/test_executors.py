@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from benchmark.errors import MMBenchError
+from benchmark.errors import MethodError, MMBenchError
 from benchmark.executors import (Cell, ExecutorConfig, expand_grid, freeze_params, load_executor_config, load_grid,
                                  prepare_runs, run_grid)
 from benchmark.leaderboard import build_leaderboard
@@ -102,15 +102,16 @@ def test_local_grid_reports_failed_cells_and_keeps_the_others(tmp_path):
     grid = {"tasks": ["geo-gse7390"], "methods": [str(REPO / "baselines/coxph"), str(METHODS / "dies-once")],
             "seeds": [0], "folds": [0, 1], "params": {}}
     cells = expand_grid(grid)
-    bad = Cell("geo-gse7390", str(REPO / "baselines/coxph"), 0, 0, "own", freeze_params({"alphas": "x"}))
+    bad_params = {"mode": "raise"}  # well-typed (the plan accepts it); fit raises
+    bad = Cell("geo-gse7390", str(METHODS / "hostile-search"), 0, 0, "own", freeze_params(bad_params))
     result = run_grid(cells + [bad], base_config(tmp_path / "runs"), ExecutorConfig(kind="local"))
     statuses = [(Path(o.cell.method).name, o.cell.fold, o.status) for o in result.outcomes]
     assert statuses[:4] == [("coxph", 0, "done"), ("coxph", 1, "done"), ("dies-once", 0, "done"),
                             ("dies-once", 1, "done")]
-    assert statuses[4] == ("coxph", 0, "failed") and result.outcomes[4].error
+    assert statuses[4] == ("hostile-search", 0, "failed") and result.outcomes[4].error
     report = json.loads(result.report_path.read_text())
     assert report["n_cells"] == 5 and report["n_failed"] == 1
-    assert report["cells"][4]["cell"]["params"] == {"alphas": "x"}
+    assert report["cells"][4]["cell"]["params"] == bad_params
     job = json.loads((Path(result.outcomes[0].run_dir) / "fold_0" / "job.json").read_text())
     assert job["executor"] == "local" and job["wall_s"] > 0
     board = build_leaderboard(tmp_path / "runs", tmp_path / "board", n_boot=20)
@@ -120,6 +121,14 @@ def test_local_grid_reports_failed_cells_and_keeps_the_others(tmp_path):
     assert row.count("n/a") == 2  # no worker (in-process) and no accelerator; job s and the rest are measured
     assert "time shares" in page and "peak RSS MiB" in (tmp_path / "board" / "README.md").read_text()
     assert board.table["peak_rss_mb_max"].notna().all()
+
+
+def test_grid_with_an_ill_typed_param_stops_before_any_job(tmp_path):
+    grid = {"tasks": ["geo-gse7390"], "methods": [str(REPO / "baselines/coxph")], "seeds": [0], "folds": [0]}
+    bad = Cell("geo-gse7390", str(REPO / "baselines/coxph"), 0, 1, "own", freeze_params({"alphas": "x"}))
+    with pytest.raises(MethodError, match=r"param 'alphas' expected list\[float\], got 'x'"):
+        run_grid(expand_grid(grid) + [bad], base_config(tmp_path / "runs"), ExecutorConfig(kind="local"))
+    assert not list((tmp_path / "runs").rglob("run.json"))
 
 
 def test_submitit_local_grid_matches_local_leaderboard(tmp_path, local_board):

@@ -532,3 +532,20 @@ def test_real_tcga_brca_patient_level():
         evaluate_fold(train["survival_months"], 1 - train["censorship"], test_slides["survival_months"],
                       1 - test_slides["censorship"], test_slides["age"], None, None, [12.0],
                       patient_id=test_slides["case_id"].to_numpy())
+
+
+def test_metric_registry_names_every_fold_metric_and_its_direction():
+    from benchmark.metric_registry import METRIC_NAMES, METRICS, is_better, metric
+    from benchmark.metrics import NO_CURVES, evaluate_fold
+    from benchmark.regress import METRICS as REGRESSED
+    from benchmark.results import METRIC_FIELDS
+
+    rng = np.random.default_rng(0)
+    t, e = rng.uniform(1, 50, 60), rng.integers(0, 2, 60)
+    out = evaluate_fold(t, e, t[:30], e[:30], -t[:30], None, np.linspace(5, 40, 8), np.array([10.0, 20.0]))
+    assert set(METRIC_NAMES) <= set(out)
+    for entry in METRICS:
+        if entry.needs_curves:
+            assert out[entry.name] is None and out["undefined"][entry.name] == NO_CURVES
+    assert REGRESSED == METRIC_FIELDS == METRIC_NAMES
+    assert is_better("ibs", 0.1, 0.2) and is_better("harrell_c", 0.7, 0.6) and not metric("ibs").higher_is_better

@@ -90,8 +90,9 @@ def test_no_test_or_val_patient_reaches_pretrain_tcga(pooled, tmp_path, strategy
     config = RunConfig(task="toy", method=SPY, folds=[0, 1], out=out, data_root=data_root, in_process=True,
                        params={"pretrain_strategy": strategy, "pretrain_corpus": corpus})
     if strategy == "supervised-pancancer" and corpus == "same-cohort":
-        with pytest.raises(DataError, match="other cohorts"):
+        with pytest.raises(MethodError, match="other cohorts"):  # refused by the plan, before anything is written
             run(config)
+        assert not out.exists()
         return
     result = run(config)
     assert not result.failures
@@ -187,7 +188,9 @@ def test_method_inheriting_no_pretrain_fails_the_fold_with_a_clear_reason(pooled
     method.mkdir()
     (method / "method.toml").write_text((METHODS / "oracle" / "method.toml").read_text()
                                         .replace('name = "oracle"', 'name = "based"')
-                                        .replace("method.py:Oracle", "method.py:Based"))
+                                        .replace("method.py:Oracle", "method.py:Based")
+                                        + '\n[param_rules]\npretrain_strategy = { type = "str" }\n'
+                                          'pretrain_corpus = { type = "str" }\n')
     (method / "method.py").write_text((METHODS / "oracle" / "method.py").read_text()
                                       + "\n\nclass Based(Oracle):\n    pass\n")
     result = run(RunConfig(task="toy", method=method, folds=[0], out=tmp_path / "runs",
@@ -430,3 +433,4 @@ def test_ablate_end_to_end_resumes_and_writes_the_report(pooled, tmp_path):
     lines.clear()
     run_ablation(config, out=out, report=report, data_root=data_root, in_process=True, log=lines.append)
     assert all(line.endswith("2 skipped") for line in lines)
+

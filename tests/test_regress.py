@@ -15,7 +15,7 @@ import pytest
 
 from benchmark.cli import main
 from benchmark.errors import MMBenchError
-from benchmark.regress import compare_case, format_table, read_reference, regress, tolerance
+from benchmark.regress import compare_case, format_table, read_reference, regress, tolerance, write_reference
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO / "leaderboard" / "reference.json"
@@ -111,3 +111,13 @@ def test_update_rewrites_only_the_named_case(tmp_path):
         next(c for c in reference["cases"] if c["name"] == "geo-gse7390/coxph")["per_seed"]["harrell_c"][0])
     with pytest.raises(MMBenchError, match="no case 'nope/coxph'"):
         regress(path, cases=["nope/coxph"])
+
+
+def test_a_case_with_an_unknown_param_is_refused_before_any_run(tmp_path):
+    reference = tmp_path / "reference.json"
+    write_reference(reference, [{"name": "typo", "task": "geo-gse7390", "method": "baselines/coxph",
+                                 "params": {"n_iterr": 5}, "seeds": [0], "split_set": "own",
+                                 "mean": {}, "per_seed": {}, "tolerance": {}}])
+    with pytest.raises(MMBenchError, match=r"regress case geo-gse7390/coxph: method 'coxph' has no param 'n_iterr' \(did you mean n_iter\?\)"):
+        regress(reference, runs_dir=tmp_path / "runs", out=lambda line: None)
+    assert not (tmp_path / "runs").exists()

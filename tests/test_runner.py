@@ -27,7 +27,7 @@ def test_oracle_predicting_minus_time_scores_one(toy, tmp_path):
         # risk = -time has no discordant comparable pair; ties in time between events are not comparable
         assert metrics["harrell_c"] == pytest.approx(1.0)
     fold = result.run_dir / "fold_0"
-    assert sorted(p.name for p in fold.iterdir()) == ["metrics.json", "predictions.parquet", "profile.json"]
+    assert sorted(p.name for p in fold.iterdir()) == ["metrics.json", "predictions.parquet", "profile.json", "provenance.json"]
     preds = pd.read_parquet(fold / "predictions.parquet")
     assert list(preds.columns[:4]) == ["patient_id", "risk", "time", "event"]
     assert np.allclose(preds["risk"], -preds["time"])
@@ -109,7 +109,7 @@ def test_rerun_retries_a_failed_fold(toy, tmp_path):
     (fold / "failed.json").write_text(json.dumps({"fold": 2, "failed": True, "reason": "x"}))
     second = run(config)
     assert second.skipped == [] and not second.failures
-    assert sorted(p.name for p in fold.iterdir()) == ["metrics.json", "predictions.parquet", "profile.json"]
+    assert sorted(p.name for p in fold.iterdir()) == ["metrics.json", "predictions.parquet", "profile.json", "provenance.json"]
 
 
 def test_method_needing_absent_modality_fails_before_training(toy, tmp_path):

@@ -105,13 +105,19 @@ def test_fusion_baselines_share_one_pretraining_key_and_differ_by_encoder_params
         cache_key(settings, "pancancer", "abc", 0, 0, odd, odd.params)
 
 
+def declared_by(method, params: dict) -> dict:
+    """The params a method declares (late-fusion has no fusion_hidden: an undeclared param is refused)."""
+    declared = load_spec(method).declared_params()
+    return {k: v for k, v in params.items() if k in declared}
+
+
 def test_ablation_grid_pretrains_once_for_both_fusion_baselines(pooled, tmp_path):  # noqa: F811
     data_root, _ = pooled
     out = tmp_path / "runs"
     infos = {}
     for name in FUSION:
         result = run(RunConfig(task="toy", method=FUSION[name], folds=[0], out=out, data_root=data_root,
-                               in_process=True, params={**SMALL, "pretrain_strategy": "masked",
+                               in_process=True, params={**declared_by(FUSION[name], SMALL), "pretrain_strategy": "masked",
                                                         "pretrain_corpus": "same-cohort", "regime": "probe"}))
         assert not result.failures, result.failures
         infos[name] = json.loads((result.run_dir / "fold_0" / "pretrain.json").read_text())
@@ -224,7 +230,7 @@ def test_transductive_runs_are_ranked_apart(pooled, tmp_path):  # noqa: F811
     out = tmp_path / "runs"
     for transductive in (False, True):
         run(RunConfig(task="toy", method=FUSION["late-fusion"], out=out, data_root=data_root, in_process=True,
-                      params={**SMALL, "pretrain_strategy": "masked", "pretrain_corpus": "same-cohort",
+                      params={**declared_by(FUSION["late-fusion"], SMALL), "pretrain_strategy": "masked", "pretrain_corpus": "same-cohort",
                               "pretrain_transductive": transductive}))
     table = build_leaderboard(out, tmp_path / "board", n_boot=20).table
     assert (table["method_harrell_c_mean"] == table["harrell_c_mean"]).all()  # not pooled into one mean

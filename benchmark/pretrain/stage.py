@@ -43,6 +43,10 @@ import numpy as np
 from benchmark.cohort import Cohort
 from benchmark.errors import MethodError
 
+__all__ = ["StageResult", "transfer_stage", "REPO", "FINETUNE_ONLY", "TransferSettings", "transfer_settings", "lacks_pretraining_hooks", "budget_order",
+           "budget_subset", "SHARED_ENCODERS", "BAG_ENCODERS", "cache_key", "pretrain_fold",
+           "pretrain_in_worker"]
+
 REPO = Path(__file__).resolve().parents[2]
 FINETUNE_ONLY = ("regime", "label_budget", "encoder_lr_scale")
 """Params that do not change pretraining (left out of the cache key)."""
@@ -221,8 +225,11 @@ def cache_key(settings: TransferSettings, corpus_source: str, corpus_sha: str, f
     else:
         raise MethodError(f"method '{spec.name}': unknown pretrain_encoders '{family}' "
                           f"(known: {', '.join(SHARED_ENCODERS)})")
+    from benchmark.profiling import code_versions, engine_hash
+
     blob = json.dumps({"strategy": settings.strategy, "corpus": corpus_source, "corpus_sha256": corpus_sha,
-                       "fold": int(fold), "seed": int(seed), "method": owner, "code": code, "params": kept},
+                       "fold": int(fold), "seed": int(seed), "method": owner, "code": code, "params": kept,
+                       "engine": engine_hash(), "versions": code_versions()},  # as the fold key: no stale weights
                       sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
@@ -288,7 +295,7 @@ def pretrain_fold(task, spec, params: dict, cohort: Cohort, split, fold: int, co
                   train=None, val=None, test=None, seed=config.seed, device=device,
                   time_grid=np.asarray(task.time_grid, np.float64).copy(),
                   horizons=np.asarray(task.horizons, np.float64).copy(), task=task.name, mode="pretrain",
-                  corpus=corpus)
+                  stage=f"{__name__}:pretrain_in_worker", corpus=corpus)
     started = time.perf_counter()
     outcome = run_in_process(job) if server is None else server.run(job, config.limits)
     if outcome.failed:
@@ -299,6 +306,46 @@ def pretrain_fold(task, spec, params: dict, cohort: Cohort, split, fold: int, co
     _save_npz(path, outcome.pretrained)
     path.with_suffix(".json").write_text(json.dumps(info, indent=2, default=str))
     return outcome.pretrained, info, None
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """What the transfer stage gives one fold.
+
+    Attributes
+    ----------
+    pretrained : dict of str to ndarray, or None
+        Weights for ``load_pretrained`` (None without pretraining).
+    failure : FoldOutcome or None
+        The failed pretraining job's outcome (the fold is then failed).
+    train : Cohort
+        The training view the method fits on (the label-budget subset).
+    record : dict or None
+        What ``fold_<k>/pretrain.json`` holds; None when the run neither pretrains nor cuts labels.
+    """
+
+    pretrained: dict | None
+    failure: Any
+    train: Cohort
+    record: dict | None
+
+
+def transfer_stage(plan, fold: int, train: Cohort, server) -> StageResult:
+    """The transfer stage of a :class:`benchmark.plan.RunPlan` for one fold.
+
+    A cached pretraining job on a corpus without this fold's test (and val)
+    patients (:func:`pretrain_fold`), then the label-budget subset of the
+    training patients (:func:`budget_subset`). The runner calls this and
+    nothing else of transfer learning.
+    """
+    cohort = plan.cohort.with_modalities([m for m in plan.modalities if m in plan.cohort.modalities])
+    pretrained, info, failure = pretrain_fold(plan.task, plan.method, plan.params, cohort, plan.split, fold,
+                                              plan.config, plan.device, server)
+    train = budget_subset(train, info["label_budget"], plan.seed, fold)
+    record = None
+    if info["pretrain_strategy"] != "none" or info["label_budget"] < 1.0:
+        record = {**info, "n_train_fit": train.n}
+    return StageResult(pretrained, failure, train, record)
 
 
 def pretrain_in_worker(job, scratch_dir: Path, *, on_stage=lambda s: None, progress=None) -> tuple[dict, dict]:
