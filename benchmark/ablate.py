@@ -64,7 +64,7 @@ GROUP = ["task", "method", "strategy", "regime", "budget"]
 PROFILE_FIELDS = ("best_epoch", "epochs_run", "n_fits", "first_epoch_fits", "train_cindex", "val_cindex", "fit_s",
                   "n_train", "n_test")
 WRONG_SIGN = "ranks with the wrong sign: investigate"
-CONFIG_FIELDS = ("out", "report", "tasks", "methods", "strategies", "regimes", "label_budgets", "seeds", "folds",
+CONFIG_FIELDS = ("previous_cells", "out", "report", "tasks", "methods", "strategies", "regimes", "label_budgets", "seeds", "folds",
                  "corpus", "split_set", "params")
 
 
@@ -251,8 +251,74 @@ def run_ablation(config_path: Path, out: Path | None = None, report: Path | None
     settings = (f"Split set `{config.get('split_set', 'own')}`, folds {config.get('folds') or 'all'}, "
                 f"seeds {config['seeds']}, corpus `{config.get('corpus', 'auto')}`; method params of every cell "
                 f"(`none` included): {config.get('params') or 'the methods defaults'}.")
-    write_report(frame, report, command=f"mmbench ablate {config_path}", settings=settings)
+    write_report(frame, report, command=f"mmbench ablate {config_path}", settings=settings,
+                 previous=_previous_cells(config, Path(config_path)))
     return report
+
+
+def report_from_cells(config_path: Path, cells: Path, report: Path | None = None) -> Path:
+    """Rewrite an ablation report from a ``cells.csv`` of finished cells, without running anything.
+
+    For a study whose runs were made at an earlier commit: the fold records
+    (``run_dir`` column) are read where they still exist. Returns the report folder.
+
+    Raises
+    ------
+    MMBenchError
+        Bad config, or a cells file that is missing or lacks the cell columns.
+    """
+    config = load_ablation(config_path)
+    report = Path(report or config.get("report", "leaderboard/ablation"))
+    frame = _read_cells(Path(cells))
+    settings = (f"Split set `{config.get('split_set', 'own')}`, folds {config.get('folds') or 'all'}, "
+                f"seeds {sorted(frame['seed'].unique().tolist())}, corpus `{config.get('corpus', 'auto')}`; method "
+                f"params of every cell (`none` included): {config.get('params') or 'the methods defaults'}.")
+    write_report(frame, report, command=f"mmbench ablate {config_path} --from-cells {cells}", settings=settings,
+                 previous=_previous_cells(config, Path(config_path)))
+    return report
+
+
+def _read_cells(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise MMBenchError(f"cells file '{path}' does not exist")
+    frame = pd.read_csv(path, dtype={"run_dir": str})
+    missing = [c for c in (*GROUP, "seed", "fold", PRIMARY) if c not in frame.columns]
+    if missing:
+        raise MMBenchError(f"{path}: missing column '{missing[0]}' (a cells.csv written by mmbench ablate)")
+    return frame
+
+
+def _previous_cells(config: dict[str, Any], config_path: Path) -> pd.DataFrame | None:
+    """The cells of an earlier run of the same study (``previous_cells``, relative to the repository root)."""
+    previous = config.get("previous_cells")
+    return None if previous is None else _read_cells(Path(previous))
+
+
+def what_changed(previous: pd.DataFrame, current: pd.DataFrame) -> pd.DataFrame:
+    """Old vs new mean Harrell C per (task, strategy, regime), over methods, budgets and the shared (fold, seed) pairs.
+
+    Parameters
+    ----------
+    previous, current : DataFrame
+        Cells (one row per fold) of two runs of the same study.
+
+    Returns
+    -------
+    DataFrame with columns task, strategy, regime, c_old, c_new, delta
+    (new minus old), groups_below_half_old / _new (groups of (method,
+    budget) whose mean C is below 0.5) and n_folds (pairs compared). Only
+    (fold, seed) pairs present in both runs are compared.
+    """
+    keys = [*GROUP, "seed", "fold"]
+    both = previous[keys + [PRIMARY]].merge(current[keys + [PRIMARY]], on=keys, suffixes=("_old", "_new"))
+    group_means = both.groupby(list(GROUP))[[f"{PRIMARY}_old", f"{PRIMARY}_new"]].mean().reset_index()
+    out = both.groupby(["task", "strategy", "regime"]).agg(
+        c_old=(f"{PRIMARY}_old", "mean"), c_new=(f"{PRIMARY}_new", "mean"), n_folds=(PRIMARY + "_new", "size"))
+    below = group_means.assign(old=group_means[f"{PRIMARY}_old"] < 0.5, new=group_means[f"{PRIMARY}_new"] < 0.5)
+    counts = below.groupby(["task", "strategy", "regime"])[["old", "new"]].sum()
+    out["groups_below_half_old"], out["groups_below_half_new"] = counts["old"], counts["new"]
+    out["delta"] = out["c_new"] - out["c_old"]
+    return out.reset_index()
 
 
 def fold_details(fold_dir: Path) -> dict[str, Any]:
@@ -592,7 +658,8 @@ def fit_check_lines(groups: pd.DataFrame) -> list[str]:
     return lines + ["", "Per group: `groups.csv` and each task's fit-check table below.", ""]
 
 
-def write_report(frame: pd.DataFrame, report: Path, command: str = "", settings: str = "") -> Path:
+def write_report(frame: pd.DataFrame, report: Path, command: str = "", settings: str = "",
+                 previous: pd.DataFrame | None = None) -> Path:
     """Write ``README.md``, ``cells.csv``, ``groups.csv``, ``differences.csv``, ``costs.csv`` and the budget plots.
 
     ``frame`` has one row per fold (task, method, strategy, regime, budget,
@@ -663,6 +730,17 @@ def write_report(frame: pd.DataFrame, report: Path, command: str = "", settings:
                          _s(r.fit_s_mean), _s(r.total_s)] for r in costs.itertuples()],
                        headers=["task", "method", "strategy", "pretrainings", "pretrain s", "fits", "fit s",
                                 "fit s per fit", "total s"], tablefmt="github", disable_numparse=True), ""]
+    if previous is not None:
+        changed = what_changed(previous, frame)
+        changed.to_csv(report / "changes.csv", index=False)
+        lines += ["## What changed since the previous run of this study", "",
+                  "Mean Harrell C over methods, label budgets and the (fold, seed) pairs both runs share; "
+                  "groups < 0.5 counts (method, budget) groups whose mean C is below 0.5.", "",
+                  tabulate([[r.task, r.strategy, r.regime, _c(r.c_old), _c(r.c_new), _fmt(r.delta),
+                             f"{int(r.groups_below_half_old)} → {int(r.groups_below_half_new)}", r.n_folds]
+                            for r in changed.itertuples()],
+                           headers=["task", "strategy", "regime", "C before", "C now", "change", "groups < 0.5",
+                                    "folds"], tablefmt="github", disable_numparse=True), ""]
     lines += ["## Which strategies win where", ""]
     if summary.empty:
         lines += ["No paired cells yet.", ""]

@@ -446,8 +446,13 @@ def cmd_grid(args: argparse.Namespace) -> int:
 
 
 def cmd_ablate(args: argparse.Namespace) -> int:
-    from benchmark.ablate import run_ablation
+    from benchmark.ablate import report_from_cells, run_ablation
 
+    if args.from_cells:
+        report = report_from_cells(Path(args.config), Path(args.from_cells),
+                                   report=Path(args.report) if args.report else None)
+        print(f"ablation report: {report / 'README.md'}")
+        return 0
     report = run_ablation(Path(args.config), out=Path(args.out) if args.out else None,
                           report=Path(args.report) if args.report else None,
                           data_root=Path(args.data_root) if args.data_root else None, device=args.device,
@@ -599,6 +604,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--in-process", action="store_true", help="run method code in this process (debug)")
     p.add_argument("--per-gpu", type=int, default=0, help="cells per visible GPU at once, each seeing only its GPU "
                    "(CUDA_VISIBLE_DEVICES / Slurm gres); default one cell at a time")
+    p.add_argument("--from-cells", metavar="CELLS.csv", help="write the report from the cells of finished runs "
+                   "(a cells.csv written by ablate) without running anything")
     p.set_defaults(func=cmd_ablate)
 
     p = sub.add_parser("regress", help="rerun the CI reference runs; exit 1 when a metric moves beyond tolerance")

@@ -112,3 +112,38 @@ def test_corrected_resampled_t_hand_values():
     assert corrected_resampled_t(np.array([0.02, 0.04, 0.00, 0.02]), 0.0)["t"] == pytest.approx(math.sqrt(6))
     assert all(math.isnan(v) for v in corrected_resampled_t(np.array([0.1]), 0.25).values())
     assert all(math.isnan(v) for v in corrected_resampled_t(np.array([0.1, 0.2]), float("nan")).values())
+
+
+def _cells(values):
+    rows = []
+    for (strategy, regime, budget, fold), c in values.items():
+        rows.append({"task": "t", "method": "m", "strategy": strategy, "regime": regime, "budget": budget,
+                     "seed": 0, "fold": fold, "harrell_c": c})
+    return pd.DataFrame(rows)
+
+
+def test_what_changed_compares_shared_pairs_and_counts_groups_below_half(tmp_path):
+    from benchmark.ablate import report_from_cells, what_changed
+
+    old = _cells({("masked", "probe", 1.0, 0): 0.40, ("masked", "probe", 1.0, 1): 0.44,
+                  ("masked", "probe", 0.25, 0): 0.60, ("masked", "probe", 0.25, 1): 0.62,
+                  ("none", "scratch", 1.0, 0): 0.60, ("none", "scratch", 1.0, 1): 0.58})
+    new = _cells({("masked", "probe", 1.0, 0): 0.60, ("masked", "probe", 1.0, 1): 0.64,
+                  ("masked", "probe", 0.25, 0): 0.58,  # fold 1 of this group not rerun: compared on fold 0 only
+                  ("none", "scratch", 1.0, 0): 0.60, ("none", "scratch", 1.0, 1): 0.58})
+    changed = what_changed(old, new).set_index(["strategy", "regime"])
+    probe = changed.loc[("masked", "probe")]
+    # by hand: old (0.40 + 0.44 + 0.60) / 3 = 0.48, new (0.60 + 0.64 + 0.58) / 3 = 0.6067
+    assert probe.c_old == pytest.approx(0.48) and probe.c_new == pytest.approx(1.82 / 3)
+    assert probe.n_folds == 3 and probe.groups_below_half_old == 1 and probe.groups_below_half_new == 0
+    assert changed.loc[("none", "scratch")].delta == pytest.approx(0.0)
+    # the report can be rewritten from cells files alone, with the comparison
+    (tmp_path / "old.csv").write_text(old.to_csv(index=False))
+    (tmp_path / "new.csv").write_text(new.to_csv(index=False))
+    config = tmp_path / "study.toml"
+    config.write_text(f'tasks = ["t"]\nmethods = ["m"]\nstrategies = ["none", "masked"]\n'
+                      f'previous_cells = "{tmp_path / "old.csv"}"\nreport = "{tmp_path / "report"}"\n')
+    report = report_from_cells(config, tmp_path / "new.csv")
+    page = (report / "README.md").read_text()
+    assert "## What changed since the previous run of this study" in page
+    assert "| t      | masked     | probe    | 0.480" in page and "1 → 0" in page
