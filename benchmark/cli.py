@@ -27,6 +27,8 @@ import sys
 import tomllib
 import warnings
 from pathlib import Path
+
+import pandas as pd
 from typing import Any
 
 from benchmark.errors import DataError, MMBenchError
@@ -346,11 +348,16 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
     store = shipped_runs.PUBLISHED_DIR
     shipped = store.parent  # leaderboard/
     if args.publish:
+        previous = shipped / "results.parquet"
+        previous_table = pd.read_parquet(previous) if previous.is_file() else None
         report = shipped_runs.publish_runs(Path(args.runs), store)
         for line in report["skipped"]:
             print(f"mmbench: warning: {line}", file=sys.stderr)
         print(f"published: {report['runs']} runs -> {store} ({report['bytes'] / 1e6:.1f} MB)")
         result = build_leaderboard(None, shipped, published=store)
+        if previous_table is not None:  # old vs new mean C per (task, split set, method)
+            changes = shipped_runs.write_changes(previous_table, result.table, shipped / "changes.md")
+            print(f"changes against the previous published leaderboard: {changes}")
     else:
         out = Path(args.out).resolve()
         if out == shipped.resolve() or shipped.resolve() in out.parents:

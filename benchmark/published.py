@@ -39,7 +39,7 @@ from benchmark.errors import DataError, MMBenchError
 from benchmark.results import Run, read_predictions, read_store
 from benchmark.store import atomic_write_json, atomic_write_parquet
 
-__all__ = [
+__all__ = ["result_changes", "write_changes", 
     "PUBLISHED_DIR", "StaleRun", "PublishedStore", "publish_runs", "read_published", "expected_run_id",
     "is_synthetic", "survival_at", "calibration_horizon",
 ]
@@ -309,3 +309,51 @@ def stale_reason(record: dict) -> str | None:
     if expected != record["run_id"]:
         return f"key {record['run_id']} != {expected} computed by the current code (method, task or engine changed)"
     return None
+
+
+def result_changes(previous: pd.DataFrame, current: pd.DataFrame) -> pd.DataFrame:
+    """Old vs new mean Harrell C per (task, split set, method) between two leaderboard tables.
+
+    Parameters
+    ----------
+    previous, current : DataFrame
+        ``results.parquet`` tables (one row per run: ``task``, ``split_set``,
+        ``method``, ``harrell_c_mean``, ``seed``).
+
+    Returns
+    -------
+    DataFrame with task, split_set, method, c_old, c_new, change (new minus
+    old; NaN where a side has no finished run), runs_old, runs_new. Several
+    runs (seeds) of one method are averaged.
+    """
+    keys = ["task", "split_set", "method"]
+
+    def means(table: pd.DataFrame) -> pd.DataFrame:
+        ok = table[table["harrell_c_mean"].notna()]
+        return ok.groupby(keys).agg(c=("harrell_c_mean", "mean"), runs=("harrell_c_mean", "size"))
+
+    both = means(previous).add_suffix("_old").join(means(current).add_suffix("_new"), how="outer").reset_index()
+    both["change"] = both["c_new"] - both["c_old"]
+    return both[[*keys, "c_old", "c_new", "change", "runs_old", "runs_new"]]
+
+
+def write_changes(previous: pd.DataFrame, current: pd.DataFrame, path: Path) -> Path:
+    """Write :func:`result_changes` as a Markdown page (atomically); returns ``path``."""
+    from tabulate import tabulate
+
+    from benchmark.store import atomic_write_text
+
+    table = result_changes(previous, current)
+    fmt = lambda v: "–" if pd.isna(v) else f"{v:.3f}"  # noqa: E731
+    rows = [[r.task, r.split_set, r.method, fmt(r.c_old), fmt(r.c_new),
+             "–" if pd.isna(r.change) else f"{r.change:+.3f}",
+             "–" if pd.isna(r.runs_old) else int(r.runs_old), "–" if pd.isna(r.runs_new) else int(r.runs_new)]
+            for r in table.itertuples()]
+    text = ("# Changes against the previous published leaderboard\n\n"
+            "Mean Harrell C per task, split set and method (runs of several seeds averaged) in the previous "
+            "published leaderboard and in this one; – where one side has no finished run. Written by "
+            "`mmbench leaderboard --publish`.\n\n"
+            + tabulate(rows, headers=["task", "split set", "method", "C before", "C now", "change", "runs before",
+                                      "runs now"], tablefmt="github", disable_numparse=True) + "\n")
+    atomic_write_text(Path(path), text)
+    return Path(path)

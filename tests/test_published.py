@@ -215,3 +215,19 @@ def test_a_run_of_some_folds_pairs_with_the_reference_on_those_folds(tmp_path):
     quick = result.table.set_index("method").loc["quick"]
     assert quick["delta_c"] == pytest.approx(8 / 190) and len(quick["delta_c_per_fold"]) == 2
     assert "Δ C on folds 0, 1 only" in quick["flags"]
+
+
+def test_result_changes_average_seeds_and_keep_one_sided_rows(tmp_path):
+    from benchmark.published import result_changes, write_changes
+
+    old = pd.DataFrame({"task": ["t", "t", "t"], "split_set": ["own"] * 3, "method": ["coxph", "snn", "gone"],
+                        "harrell_c_mean": [0.60, 0.50, 0.70], "seed": [0, 0, 0]})
+    new = pd.DataFrame({"task": ["t"] * 4, "split_set": ["own"] * 4, "method": ["coxph", "snn", "snn", "snn"],
+                        "harrell_c_mean": [0.60, 0.55, 0.65, np.nan], "seed": [0, 0, 1, 2]})
+    table = result_changes(old, new).set_index("method")
+    assert table.loc["snn", "c_new"] == pytest.approx(0.60)  # the failed seed (NaN) is left out
+    assert table.loc["snn", "change"] == pytest.approx(0.10) and table.loc["snn", "runs_new"] == 2
+    assert table.loc["coxph", "change"] == pytest.approx(0.0)
+    assert np.isnan(table.loc["gone", "c_new"]) and np.isnan(table.loc["gone", "change"])
+    page = write_changes(old, new, tmp_path / "changes.md").read_text()
+    assert "| t      | own         | snn      | 0.500      | 0.600   | +0.100   | 1             | 2" in page
