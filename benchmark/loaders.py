@@ -105,8 +105,11 @@ def labels_public_note(task_name: str) -> str:
         return ""
     if task.extra.get("labels"):
         return f"Labels of `{task.name}` are private (a separate labels root): submitted rows are scored blind."
+    if task.source == "csv":  # the user's own table: public only if the user published it
+        return (f"Labels of `{task.name}` come from the task's own table ({task.extra.get('path', 'CSV')}): "
+                "whoever holds that file can see them.")
     where = {"tcga": "TCGA open access, in the data root", "survset": "installed with SurvSet",
-             "sksurv": "installed with scikit-survival"}[task.source]
+             "sksurv": "installed with scikit-survival"}.get(task.source, f"source '{task.source}'")
     return (f"Labels of `{task.name}` are public ({where}): a submitted row is checked only by rerunning it "
             "(`mmbench run` on the bundle's method folder).")
 
