@@ -248,10 +248,7 @@ def run_ablation(config_path: Path, out: Path | None = None, report: Path | None
                          "harrell_c": metrics.get("harrell_c"), "run_dir": str(result.run_dir),
                          **fold_details(Path(result.run_dir) / f"fold_{fold}")})
     frame = pd.DataFrame(rows)
-    settings = (f"Split set `{config.get('split_set', 'own')}`, folds {config.get('folds') or 'all'}, "
-                f"seeds {config['seeds']}, corpus `{config.get('corpus', 'auto')}`; method params of every cell "
-                f"(`none` included): {config.get('params') or 'the methods defaults'}.")
-    write_report(frame, report, command=f"mmbench ablate {config_path}", settings=settings,
+    write_report(frame, report, command=f"mmbench ablate {config_path}", settings=_settings(config, config["seeds"]),
                  previous=_previous_cells(config, Path(config_path)))
     return report
 
@@ -270,12 +267,16 @@ def report_from_cells(config_path: Path, cells: Path, report: Path | None = None
     config = load_ablation(config_path)
     report = Path(report or config.get("report", "leaderboard/ablation"))
     frame = _read_cells(Path(cells))
-    settings = (f"Split set `{config.get('split_set', 'own')}`, folds {config.get('folds') or 'all'}, "
-                f"seeds {sorted(frame['seed'].unique().tolist())}, corpus `{config.get('corpus', 'auto')}`; method "
-                f"params of every cell (`none` included): {config.get('params') or 'the methods defaults'}.")
-    write_report(frame, report, command=f"mmbench ablate {config_path} --from-cells {cells}", settings=settings,
+    write_report(frame, report, command=f"mmbench ablate {config_path} --from-cells {cells}",
+                 settings=_settings(config, sorted(frame["seed"].unique().tolist())),
                  previous=_previous_cells(config, Path(config_path)))
     return report
+
+
+def _settings(config: dict[str, Any], seeds: list) -> str:
+    return (f"Split set `{config.get('split_set', 'own')}`, folds {config.get('folds') or 'all'}, seeds {seeds}, "
+            f"corpus `{config.get('corpus', 'auto')}`; method params of every cell (`none` included): "
+            f"{config.get('params') or 'the methods defaults'}.")
 
 
 def _read_cells(path: Path) -> pd.DataFrame:
