@@ -443,7 +443,7 @@ def _tied_ranks(group: pd.DataFrame) -> pd.DataFrame:
 _COLUMNS = [
     "task", "split_set", "method", "run_id", "method_kind", "modalities", "val_is_test", "seed", "n_folds",
     "harrell_c_mean", "harrell_c_sd", "harrell_c_ci_low", "harrell_c_ci_high", "uno_c_mean", "uno_c_sd",
-    "ibs_mean", "ibs_sd", "td_auc_mean_mean", "antolini_c_mean", "fit_s_mean", "predict_samples_per_s_mean",
+    "ibs_mean", "ibs_sd", "brier_at_horizons", "td_auc_mean_mean", "antolini_c_mean", "fit_s_mean", "predict_samples_per_s_mean",
     "peak_rss_mb_max", "peak_accel_mb_max", "n_params", "device", "code_hash", "git_sha", "split_sha256",
     "undefined", "method_harrell_c_mean", "rank", "is_reference", "delta_c_reference", "delta_c", "delta_c_low",
     "delta_c_high", "delta_c_per_fold", "status", "failure", "author", "date", "environment", "transfer",
@@ -517,6 +517,7 @@ def summarize_run(
         "uno_c_sd": uno_sd,
         "ibs_mean": ibs_mean,
         "ibs_sd": ibs_sd,
+        "brier_at_horizons": _brier_text(metrics),
         "td_auc_mean_mean": _mean_sd([m.get("td_auc_mean") for m in metrics])[0],
         "antolini_c_mean": _mean_sd([m.get("antolini_c") for m in metrics])[0],
         "fit_s_mean": _mean_sd([p.get("fit_s") for p in profiles])[0],
@@ -717,6 +718,16 @@ def _labels_and_risk(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.nd
     )
 
 
+def _brier_text(metrics: list[dict]) -> str | None:
+    """``"12: 0.166 · 36: 0.242"``: the Brier score at each task horizon, mean over the folds where it is defined."""
+    by_horizon: dict[float, list] = {}
+    for m in metrics:
+        for horizon, value in (m.get("brier") or {}).items():
+            by_horizon.setdefault(float(horizon), []).append(value)
+    parts = [f"{h:g}: {_fmt(_mean_sd(v)[0], 3)}" for h, v in sorted(by_horizon.items())]
+    return " · ".join(parts) or None
+
+
 def _mean_sd(values) -> tuple[float | None, float | None]:
     defined = [float(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
     if not defined:
@@ -773,6 +784,7 @@ C_HEADER = "Harrell C mean ± sd [95 % CI]"
 DELTA_HEADER = "Δ C vs reference [95 % CI]"
 CHECKS_HEADER = "checks"
 TRAINING_HEADER = "train C · val C · best epoch"
+BRIER_HEADER = "Brier @ horizons"
 HEADERS = [
     "rank",
     "method",
@@ -785,6 +797,7 @@ HEADERS = [
     "source",
     "Uno C",
     "IBS",
+    BRIER_HEADER,
     "mean td-AUC",
     "fit s",
     "predict samples/s",
@@ -833,6 +846,8 @@ def page_sections(table: pd.DataFrame, figures: dict | None = None) -> list[Sect
                 "modalities": Cell(", ".join(row["modalities"]) or NA, ", ".join(row["modalities"])),
                 "split set": Cell(split_set + (f" {PUBLISHED_MARK}" if row["val_is_test"] else ""), split_set),
                 "seed": Cell(_int_text(row["seed"]), _num(row["seed"])),
+                BRIER_HEADER: Cell(row["brier_at_horizons"] if isinstance(row.get("brier_at_horizons"), str) else NA,
+                                   row.get("brier_at_horizons") or ""),
                 "by · date": Cell(by or NA, by),
                 "code · environment": Cell(f"{code} · {env}", code),
             }
@@ -948,8 +963,8 @@ def _intro_lines(n_boot: int, level: float, seed: int, runs_dir: Path) -> list[s
         "- **Uno C** is truncated at the task horizon; **IBS** (integrated Brier score, lower is better) is "
         "integrated over the task's time grid; **mean td-AUC** is scikit-survival's weighted mean of the "
         "cumulative/dynamic AUC over the task horizons (each horizon weighted by the drop of the test fold's "
-        "Kaplan-Meier survival there, not a plain average); metrics.json also holds the Brier score at each "
-        "horizon (`brier`) beside the IBS. IBS and td-AUC need survival curves: *n/a* means the method gives none or the metric is "
+        "Kaplan-Meier survival there, not a plain average); **Brier @ horizons** is the Brier score at each "
+        "task horizon (`horizon: score`, mean over folds; lower is better), as papers report it at fixed times. IBS and td-AUC need survival curves: *n/a* means the method gives none or the metric is "
         "undefined on these folds (never read as 0).",
         "- **fit s** is the mean fit wall time per fold; **predict samples/s** the mean prediction throughput. "
         "Times are for the record; compare speed only as ratios measured on the same machine.",

@@ -545,3 +545,12 @@ def test_c_index_undefined_in_every_fold_is_na_and_unranked(tmp_path, caplog):
     assert mlp["Harrell C mean ± sd [95 % CI]"] == "n/a ± n/a [n/a, n/a]"
     assert mlp["rank"] == "n/a" and mlp["Δ C vs reference [95 % CI]"] == "n/a"
     assert row_of(table, "coxph")["Harrell C mean ± sd [95 % CI]"].startswith("**0.984**")
+
+
+def test_brier_at_horizons_is_the_fold_mean_per_horizon():
+    from benchmark.leaderboard import _brier_text
+
+    metrics = [{"brier": {"12.0": 0.10, "36.0": 0.20}}, {"brier": {"12.0": 0.20, "36.0": None}}, {}]
+    # by hand: horizon 12 -> (0.10 + 0.20) / 2; horizon 36 -> 0.20 (the undefined fold left out)
+    assert _brier_text(metrics) == "12: 0.150 · 36: 0.200"
+    assert _brier_text([{}]) is None
