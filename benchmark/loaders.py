@@ -350,17 +350,24 @@ def _read_csv(task: TaskSpec) -> tuple[pd.DataFrame, str]:
     path = csv_path(task)
     if not path.is_file():
         raise DataError(f"{path} not found: task '{task.name}' (field 'dataset' of {task.path}) names it")
-    try:
-        frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, low_memory=False)
-    except Exception as exc:  # pandas raises several types for a broken file
-        raise DataError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from None
     id_col, time_col = task.extra["id_column"], task.extra["time_column"]
+    if path.suffix == ".parquet":
+        try:
+            frame = pd.read_parquet(path)
+        except Exception as exc:  # pyarrow raises several types for a broken file
+            raise DataError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from None
+    else:  # ids are text: '00017' stays '00017' (benchmark.integrity.read_table)
+        frame = read_table(path, id_columns=(id_col,), low_memory=False)
     event_col, censor_col = task.extra.get("event_column"), task.extra.get("censorship_column")
     for field, col in (("id_column", id_col), ("time_column", time_col), ("event_column", event_col),
                        ("censorship_column", censor_col)):
         if col and col not in frame.columns:
             raise DataError(f"{path}: column '{col}' ({field} in {task.path.name}) is missing; the file has "
                             f"{', '.join(map(str, frame.columns[:8]))}{', …' if len(frame.columns) > 8 else ''}")
+    empty_id = frame[id_col].isna() | (frame[id_col].astype(str).str.strip() == "")
+    if empty_id.any():
+        raise DataError(f"{path}: column '{id_col}' (id_column) is empty in row {int(np.argmax(empty_id.to_numpy())) + 2} "
+                        "(counting the header as row 1): every patient needs an id")
     if censor_col:
         censorship = pd.to_numeric(frame[censor_col], errors="coerce")
         bad = ~censorship.isin([0, 1])

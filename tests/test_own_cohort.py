@@ -166,3 +166,17 @@ def test_a_task_name_defined_twice_is_reported(tmp_path, monkeypatch):
     monkeypatch.setenv("MMBENCH_TASKS", str(tasks))
     assert list(shadowed_tasks()) == ["cardio-trace"]
     assert load_task("cardio-trace").path == REPO / "tasks" / "cardio-trace.toml"  # the built-in one wins
+
+
+def test_csv_ids_stay_text_and_an_empty_id_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("MMBENCH_TASKS", str(tmp_path))
+    write_task(tmp_path)
+    frame = pd.read_csv(tmp_path / "my_cohort.csv")
+    frame["patient"] = [f"{i:05d}" for i in range(len(frame))]  # leading zeros, as hospital ids often have
+    frame.to_csv(tmp_path / "my_cohort.csv", index=False)
+    cohort = load_cohort(load_task("my-cohort"), None)
+    assert cohort.patient_id[:3].tolist() == ["00000", "00001", "00002"]
+    frame.loc[7, "patient"] = ""
+    frame.to_csv(tmp_path / "my_cohort.csv", index=False)
+    with pytest.raises(DataError, match=r"column 'patient' \(id_column\) is empty in row 9"):
+        load_cohort(load_task("my-cohort"), None)
