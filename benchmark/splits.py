@@ -230,7 +230,8 @@ def structure_problems(split: SplitSet, patient_id: np.ndarray) -> list[str]:
 
     Split patients unknown to the cohort, a patient repeated within a role of
     a fold, a patient with two roles in a fold (for published families the
-    val/test duplication is by design and is left out).
+    val/test duplication is by design and is left out), and, for
+    cross-validation split sets, a patient in the test set of two folds.
 
     Returns
     -------
@@ -250,6 +251,11 @@ def structure_problems(split: SplitSet, patient_id: np.ndarray) -> list[str]:
         problems.append(f"patient '{row['patient_id']}' appears twice in role '{row['role']}' of fold {row['fold']}")
     for fold, patient in patients_in_several_roles(table)[:1]:
         problems.append(f"patient '{patient}' has two roles in fold {fold}")
+    if not split.val_is_test:  # cross-validation: a patient is scored in one test fold only
+        counts = table[table["role"] == "test"].drop_duplicates(["patient_id", "fold"])["patient_id"].value_counts()
+        twice = counts[counts > 1]
+        if len(twice):
+            problems.append(f"patient '{twice.index[0]}' is in {twice.iloc[0]} test folds")
     return problems
 
 
@@ -270,10 +276,6 @@ def verify_split_set(split: SplitSet, patient_id: np.ndarray, event: np.ndarray,
     known = set(np.asarray(patient_id).astype(str))
     if not split.val_is_test:
         tests = table[table["role"] == "test"]["patient_id"]
-        counts = tests.value_counts()
-        twice = counts[counts > 1]
-        if len(twice):
-            problems.append(f"patient '{twice.index[0]}' is in {twice.iloc[0]} test folds")
         never = sorted(known - set(tests))
         if never:
             problems.append(f"{len(never)} patients are in no test fold, e.g. '{never[0]}'")

@@ -246,3 +246,14 @@ def test_task_file_missing_field_is_named(tmp_path):
     (tmp_path / "broken.toml").write_text(text)
     with pytest.raises(TaskError, match="broken.toml: field 'endpoint' is missing"):
         load_task("broken", tmp_path)
+
+
+def test_a_patient_in_two_test_folds_is_a_structure_problem_run_refuses():
+    from benchmark.splits import SplitSet, structure_problems
+
+    ids = np.array(["A", "B", "C", "D"])
+    table = pd.DataFrame({"patient_id": ["A", "B", "C", "D", "A", "B", "C", "D"], "fold": [0, 0, 0, 0, 1, 1, 1, 1],
+                          "role": ["test", "train", "val", "train", "test", "val", "train", "train"]})
+    assert structure_problems(SplitSet("own", table, "x"), ids) == ["patient 'A' is in 2 test folds"]
+    # published families (val is the test fold) are checked on train/val only
+    assert structure_problems(SplitSet("mcat", table, "x", val_is_test=True), ids) == []
