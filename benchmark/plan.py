@@ -189,6 +189,7 @@ def build_plan(config, cohort: Cohort | None = None, *, load_data: bool = True) 
 
     task = load_task(config.task)
     spec = load_spec(config.method)
+    _refuse_unknown_manifest_fields(spec.path / "method.toml")
     params, override = resolve_params(spec, dict(config.params))
     settings = transfer_settings(params)
     if settings.pretrains and lacks_pretraining_hooks(spec):
@@ -261,3 +262,20 @@ def missing_policy(spec: MethodSpec) -> str:
     if value not in ("drop", "impute"):
         raise MethodError(f"{spec.path / 'method.toml'}: missing_modalities must be 'drop' or 'impute', got {value!r}")
     return value
+
+
+def _refuse_unknown_manifest_fields(manifest: Path) -> None:
+    """A typo'd manifest field would be ignored silently: refused here as ``mmbench validate`` reports it.
+
+    Raises
+    ------
+    MethodError
+        Naming the manifest and the first unknown field.
+    """
+    import tomllib
+
+    from benchmark.method import MANIFEST_FIELDS
+
+    unknown = sorted(set(tomllib.loads(manifest.read_text())) - set(MANIFEST_FIELDS))
+    if unknown:
+        raise MethodError(f"{manifest}: unknown field '{unknown[0]}' (known: {', '.join(MANIFEST_FIELDS)})")

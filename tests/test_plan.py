@@ -6,6 +6,7 @@ import json
 import shutil
 
 import pytest
+from pathlib import Path
 
 import benchmark.plan as plan_module
 from benchmark.cli import main
@@ -225,3 +226,19 @@ def test_transfer_choices_declared_by_the_fusion_manifests_match_the_engine(name
     assert set(declared["pretrain_strategy"].choices) == set(STRATEGIES)
     assert set(declared["regime"].choices) == set(REGIMES)
     assert set(declared["pretrain_corpus"].choices) == {*SOURCES, "auto"}
+
+
+def test_run_refuses_a_manifest_with_an_unknown_field_as_validate_does(tmp_path):
+    import shutil
+
+    from benchmark.errors import MethodError
+    from benchmark.plan import build_plan
+    from benchmark.runner import RunConfig
+
+    folder = tmp_path / "coxph-copy"
+    shutil.copytree(Path(__file__).resolve().parents[1] / "baselines" / "coxph", folder)
+    manifest = folder / "method.toml"
+    manifest.write_text('colour = "blue"\n' + manifest.read_text())
+    with pytest.raises(MethodError, match="unknown field 'colour'"):
+        build_plan(RunConfig(task="cardio-trace", method=str(folder), out=tmp_path / "runs", folds=[0]))
+    assert not (tmp_path / "runs").exists()
