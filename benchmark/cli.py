@@ -234,7 +234,7 @@ def make_splits(names: list[str], data_root, force: bool = False) -> int:
     the task incomparable with new ones).
     """
     from benchmark.loaders import load_cohort
-    from benchmark.splits import sha256_bytes, write_own_split_sets
+    from benchmark.splits import MIN_EVENTS, sha256_bytes, write_own_split_sets
     from benchmark.task import load_task, pin_split_hash
 
     for name in names:
@@ -250,6 +250,11 @@ def make_splits(names: list[str], data_root, force: bool = False) -> int:
                   f"({pinned[0].sha256[:12]}…); pass --force to rebuild it (earlier runs then no longer compare)")
             continue
         cohort = load_cohort(task, data_root)
+        needed = 5 * MIN_EVENTS  # 5 test folds, each with MIN_EVENTS events (the split rules)
+        if int(cohort.event.sum()) < needed:
+            raise DataError(f"task '{name}': {int(cohort.event.sum())} events among {cohort.n} patients; 5 folds need "
+                            f"at least {needed} ({MIN_EVENTS} per test fold): check the event column of "
+                            f"{task.extra.get('dataset') or task.dataset}")
         for split, digest in write_own_split_sets(task, cohort).items():
             pin_split_hash(task.path, split, digest)
             print(f"{name}: split set '{split}' written to {task.path.parent / task.splits[split].file} "

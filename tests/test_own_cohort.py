@@ -180,3 +180,15 @@ def test_csv_ids_stay_text_and_an_empty_id_is_refused(tmp_path, monkeypatch):
     frame.to_csv(tmp_path / "my_cohort.csv", index=False)
     with pytest.raises(DataError, match=r"column 'patient' \(id_column\) is empty in row 9"):
         load_cohort(load_task("my-cohort"), None)
+
+
+def test_make_splits_refuses_a_cohort_with_too_few_events(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MMBENCH_TASKS", str(tmp_path))
+    write_task(tmp_path)
+    frame = pd.read_csv(tmp_path / "my_cohort.csv")
+    frame["death"] = 0
+    frame.loc[:23, "death"] = 1  # 24 events: one short of 5 test folds x 5 events
+    frame.to_csv(tmp_path / "my_cohort.csv", index=False)
+    assert main(["tasks", "make-splits", "my-cohort"]) == 2
+    assert "24 events among 240 patients; 5 folds need at least 25" in capsys.readouterr().err
+    assert not (tmp_path / "splits" / "my-cohort.csv").exists()
