@@ -161,8 +161,10 @@ def publish_runs(runs_dir: Path, dest: Path = PUBLISHED_DIR) -> dict:
             task = load_task(run.task)
             horizon = calibration_horizon(task.horizons)
             grid = task.time_grid
+            # labels read from the user's TCGA data root are not ours to ship: joined back at ranking time
+            ship_labels = task.source != "tcga"
         except MMBenchError:
-            horizon, grid = None, None
+            horizon, grid, ship_labels = None, None, True
         key = f"{run.task}/{run.method}/{run.run_id}"
         folds = []
         try:
@@ -170,8 +172,10 @@ def publish_runs(runs_dir: Path, dest: Path = PUBLISHED_DIR) -> dict:
                 frame = read_predictions(fold.predictions_path)
                 part = pd.DataFrame({
                     "run_key": key, "fold": np.int16(fold.fold), "patient_id": frame["patient_id"],
-                    "risk": frame["risk"], "time": frame["time"],  # float64: paired with users' runs exactly
-                    "event": frame["event"].astype(np.int8), "seed": np.int32(run.record.get("seed") or 0),
+                    "risk": frame["risk"],
+                    "time": frame["time"] if ship_labels else np.nan,  # float64: paired with users' runs exactly
+                    "event": frame["event"].astype(np.int8) if ship_labels else np.int8(-1),
+                    "seed": np.int32(run.record.get("seed") or 0),
                 })
                 if "survival" in frame.columns and grid is not None and frame["survival"].notna().all():
                     curves = np.stack(frame["survival"].to_numpy())
@@ -244,7 +248,21 @@ def read_published(source: Path, into: Path, *, check_keys: bool = True) -> Publ
     except Exception as err:  # pyarrow raises several types
         raise DataError(f"{source}: cannot read the published runs ({type(err).__name__}: {err})") from err
     by_key = {key: frame for key, frame in predictions.groupby("run_key", observed=True, sort=False)}
+    labels: dict[str, pd.DataFrame | None] = {}
+    unlabelled: list[str] = []
     for row in runs.itertuples():
+        frame = by_key.get(row.run_key, predictions.iloc[:0])
+        if len(frame) and frame["time"].isna().all():  # a TCGA run: labels come from the data root
+            if row.task not in labels:
+                labels[row.task] = _cohort_labels(row.task)
+            if labels[row.task] is None:
+                unlabelled.append(row.task)
+                continue
+            joined = frame.drop(columns=["time", "event"]).merge(labels[row.task], on="patient_id", how="left")
+            if joined["time"].isna().any():
+                unlabelled.append(row.task)
+                continue
+            by_key[row.run_key] = joined
         run_dir = into / row.task / row.method / row.run_id
         record = json.loads(row.record)
         record["published"] = True
@@ -265,6 +283,11 @@ def read_published(source: Path, into: Path, *, check_keys: bool = True) -> Publ
                 atomic_write_json(fold_dir / "profile.json", fold["profile"])
     store = read_store(into)
     current, stale = [], []
+    for task in sorted(set(unlabelled)):
+        import warnings
+
+        warnings.warn(f"published runs of '{task}' left out: their labels come from the TCGA data root "
+                      "(set MMBENCH_DATA or --data-root)", stacklevel=2)
     for run in store.complete:
         reason = stale_reason(run.record) if check_keys else None
         (stale.append(StaleRun(run, reason)) if reason else current.append(run))
@@ -357,3 +380,16 @@ def write_changes(previous: pd.DataFrame, current: pd.DataFrame, path: Path) -> 
                                       "runs now"], tablefmt="github", disable_numparse=True) + "\n")
     atomic_write_text(Path(path), text)
     return Path(path)
+
+
+def _cohort_labels(task_name: str) -> pd.DataFrame | None:
+    """patient_id, time, event of a task's cohort from the data root (``$MMBENCH_DATA``), or None when unreachable."""
+    from benchmark.loaders import load_cohort, resolve_data_root
+    from benchmark.task import load_task
+
+    try:
+        cohort = load_cohort(load_task(task_name), resolve_data_root(None))
+    except MMBenchError:
+        return None
+    return pd.DataFrame({"patient_id": cohort.patient_id.astype(str), "time": cohort.time.astype(np.float64),
+                         "event": cohort.event.astype(np.int8)})

@@ -231,3 +231,27 @@ def test_result_changes_average_seeds_and_keep_one_sided_rows(tmp_path):
     assert np.isnan(table.loc["gone", "c_new"]) and np.isnan(table.loc["gone", "change"])
     page = write_changes(old, new, tmp_path / "changes.md").read_text()
     assert "| t      | own         | snn      | 0.500      | 0.600   | +0.100   | 1             | 2" in page
+
+
+def test_the_shipped_store_carries_no_tcga_labels_and_ranking_joins_them_from_the_data_root(tmp_path):
+    from benchmark.loaders import resolve_data_root
+    from benchmark.task import load_task
+
+    store = Path(__file__).resolve().parents[1] / "leaderboard" / "published-runs"
+    if not (store / "predictions.parquet").is_file():
+        pytest.skip("no published runs shipped yet (maintainer: mmbench leaderboard --publish)")
+    shipped = pd.read_parquet(store / "predictions.parquet")
+    task_of = shipped["run_key"].astype(str).str.split("/").str[0]
+    tcga = task_of.map(lambda t: load_task(t).source == "tcga")
+    assert tcga.any() and (~tcga).any()
+    assert shipped.loc[tcga, "time"].isna().all()  # labels of the user's data root are never shipped
+    assert shipped.loc[~tcga, "time"].notna().all()  # package-installed cohorts keep theirs
+    try:
+        resolve_data_root(None)
+    except DataError:
+        pytest.skip("the TCGA data root is absent: TCGA runs cannot be ranked here")
+    unpacked = read_published(store, tmp_path / "unpacked")
+    tcga_runs = [r for r in unpacked.current if load_task(r.task).source == "tcga"]
+    assert tcga_runs
+    frame = pd.read_parquet(tcga_runs[0].folds[0].predictions_path)
+    assert frame["time"].notna().all() and set(frame["event"].unique()) <= {0, 1}
