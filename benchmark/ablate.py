@@ -249,7 +249,7 @@ def run_ablation(config_path: Path, out: Path | None = None, report: Path | None
                          **fold_details(Path(result.run_dir) / f"fold_{fold}")})
     frame = pd.DataFrame(rows)
     write_report(frame, report, command=f"mmbench ablate {config_path}", settings=_settings(config, config["seeds"]),
-                 previous=_previous_cells(config, Path(config_path)))
+                 previous=_previous_cells(config))
     return report
 
 
@@ -269,7 +269,7 @@ def report_from_cells(config_path: Path, cells: Path, report: Path | None = None
     frame = _read_cells(Path(cells))
     write_report(frame, report, command=f"mmbench ablate {config_path} --from-cells {cells}",
                  settings=_settings(config, sorted(frame["seed"].unique().tolist())),
-                 previous=_previous_cells(config, Path(config_path)))
+                 previous=_previous_cells(config))
     return report
 
 
@@ -289,7 +289,7 @@ def _read_cells(path: Path) -> pd.DataFrame:
     return frame
 
 
-def _previous_cells(config: dict[str, Any], config_path: Path) -> pd.DataFrame | None:
+def _previous_cells(config: dict[str, Any]) -> pd.DataFrame | None:
     """The cells of an earlier run of the same study (``previous_cells``, relative to the repository root)."""
     previous = config.get("previous_cells")
     return None if previous is None else _read_cells(Path(previous))

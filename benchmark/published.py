@@ -29,6 +29,7 @@ run's key against what the current code would compute
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -284,8 +285,6 @@ def read_published(source: Path, into: Path, *, check_keys: bool = True) -> Publ
     store = read_store(into)
     current, stale = [], []
     for task in sorted(set(unlabelled)):
-        import warnings
-
         warnings.warn(f"published runs of '{task}' left out: their labels come from the TCGA data root "
                       "(set MMBENCH_DATA or --data-root)", stacklevel=2)
     for run in store.complete:
