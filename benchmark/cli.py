@@ -138,16 +138,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from benchmark.worker import Limits, parse_duration, parse_memory
 
     from benchmark.errors import MethodError
-    from benchmark.method import did_you_mean_method
+    from benchmark.method import did_you_mean_method, method_folder
 
-    folder = Path(args.path)
+    folder = method_folder(args.path)
     if not (folder / "method.toml").is_file():  # bad input (exit 2), as for `run`; findings in a manifest exit 1
         what = "does not exist" if not folder.is_dir() else "has no method.toml"
         raise MethodError(f"method folder '{folder}' {what}{did_you_mean_method(folder)}")
     limits = Limits(time_s=parse_duration(args.time_limit), memory_mb=parse_memory(args.memory_limit))
-    validation = validate_method(args.path, args.task, data_root=args.data_root, labels_root=args.labels_root,
+    validation = validate_method(folder, args.task, data_root=args.data_root, labels_root=args.labels_root,
                                  limits=limits)
-    return print_validation(args.path, validation)
+    return print_validation(folder, validation)
 
 
 def cmd_submit(args: argparse.Namespace) -> int:

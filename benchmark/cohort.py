@@ -151,10 +151,11 @@ def validate_labels(name: str, patient_id: np.ndarray, time, event, *, time_name
     neg = time < 0
     if neg.any():
         raise DataError(f"{name}: field '{time_name}' is negative ({time[neg][0]}) for patient '{patient_id[neg][0]}'")
-    event_f = pd.to_numeric(pd.Series(event), errors="coerce").to_numpy(dtype=np.float64)
+    raw_event = pd.Series(event).reset_index(drop=True)
+    event_f = pd.to_numeric(raw_event, errors="coerce").to_numpy(dtype=np.float64)
     bad = ~np.isin(event_f, (0.0, 1.0))
     if bad.any():
-        raise DataError(
-            f"{name}: field '{event_name}' must be 0 or 1, got {float(event_f[bad][0])} for patient '{patient_id[bad][0]}'"
-        )
+        first = int(np.argmax(bad))
+        shown = "an empty value" if pd.isna(raw_event.iloc[first]) else repr(raw_event.iloc[first])
+        raise DataError(f"{name}: field '{event_name}' must be 0 or 1, got {shown} for patient '{patient_id[first]}'")
     return time, event_f.astype(np.int8)

@@ -187,15 +187,33 @@ def did_you_mean_method(folder: Path) -> str:
     return f"; did you mean {', '.join(candidates[c] for c in close)}?" if close else ""
 
 
+def method_folder(path: str | Path) -> Path:
+    """The method folder ``path`` names: as given, else (a relative path) inside the mmbench checkout.
+
+    ``baselines/coxph`` typed in a Slurm job's own folder finds the shipped
+    baseline; a folder of that name in the current directory wins.
+
+    Returns
+    -------
+    Path
+        The folder as given when it exists or when neither exists.
+    """
+    folder = Path(path).expanduser()
+    if folder.is_dir() or folder.is_absolute():
+        return folder
+    shipped = Path(__file__).resolve().parents[1] / folder
+    return shipped if (shipped / "method.toml").is_file() else folder
+
+
 def load_spec(path: str | Path) -> MethodSpec:
-    """Read ``<path>/method.toml``.
+    """Read ``<path>/method.toml`` (``path`` resolved by :func:`method_folder`).
 
     Raises
     ------
     MethodError
         When the folder or manifest is missing, unparsable, or lacks a field.
     """
-    folder = Path(path)
+    folder = method_folder(path)
     manifest = folder / "method.toml"
     if not folder.is_dir():
         raise MethodError(f"method folder '{folder}' does not exist{did_you_mean_method(folder)}")

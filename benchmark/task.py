@@ -91,8 +91,18 @@ def task_dirs() -> list[Path]:
     ``$MMBENCH_TASKS`` holds one or more folders separated by ``os.pathsep``
     (``:`` on Linux); they add to the built-in tasks, never replace them. A
     name found in several folders resolves to the first (built-in first).
+
+    Raises
+    ------
+    TaskError
+        A folder named in ``$MMBENCH_TASKS`` does not exist (a typo would
+        otherwise hide the user's tasks without a word).
     """
     extra = [Path(p).expanduser() for p in os.environ.get("MMBENCH_TASKS", "").split(os.pathsep) if p]
+    absent = [p for p in extra if not p.is_dir()]
+    if absent:
+        raise TaskError(f"$MMBENCH_TASKS names '{absent[0]}', which is not a folder (task folders are separated by "
+                        f"'{os.pathsep}')")
     return [tasks_dir(), *[p for p in extra if p.resolve() != tasks_dir().resolve()]]
 
 

@@ -26,7 +26,8 @@ import numpy as np
 
 from benchmark.cohort import Cohort
 from benchmark.errors import MethodError, MMBenchError
-from benchmark.method import MANIFEST_FIELDS, TABULAR_KINDS, is_reference_method, load_spec, resolve_modalities
+from benchmark.method import (MANIFEST_FIELDS, TABULAR_KINDS, is_reference_method, load_spec, method_folder,
+                              resolve_modalities)
 from benchmark.params import describe_params
 from benchmark.worker import FoldJob, Limits, WorkerServer, preload_modules
 
@@ -153,7 +154,7 @@ def validate_method(path: str | Path, task_name: str = DEFAULT_TASK, *, data_roo
     from benchmark.task import load_task
 
     result = Validation()
-    folder = Path(path)
+    folder = method_folder(path)
     try:
         spec = load_spec(folder)
     except MethodError as exc:

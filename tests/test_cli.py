@@ -100,3 +100,15 @@ def test_slides_prepare_prints_failed_slides_readably(tmp_path, capsys):
     assert status == 1
     line = next(line for line in err.splitlines() if line.startswith("mmbench: failed slide"))
     assert "SlideResult(" not in line and "TCGA-XX-0001-DX1" in line and "untiled" in line
+
+
+def test_a_shipped_method_is_found_from_another_folder_and_a_local_one_wins(tmp_path, monkeypatch):
+    from benchmark.method import load_spec
+
+    repo = Path(__file__).resolve().parents[1]
+    monkeypatch.chdir(tmp_path)
+    assert load_spec("baselines/coxph").path.resolve() == repo / "baselines" / "coxph"
+    local = tmp_path / "baselines" / "coxph"
+    local.mkdir(parents=True)
+    (local / "method.toml").write_text((repo / "baselines" / "coxph" / "method.toml").read_text())
+    assert load_spec("baselines/coxph").path.resolve() == local.resolve()

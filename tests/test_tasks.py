@@ -257,3 +257,17 @@ def test_a_patient_in_two_test_folds_is_a_structure_problem_run_refuses():
     assert structure_problems(SplitSet("own", table, "x"), ids) == ["patient 'A' is in 2 test folds"]
     # published families (val is the test fold) are checked on train/val only
     assert structure_problems(SplitSet("mcat", table, "x", val_is_test=True), ids) == []
+
+
+def test_an_event_given_as_text_is_shown_as_written():
+    with pytest.raises(DataError, match=r"cohort.csv: field 'status' must be 0 or 1, got 'yes' for patient 'B'"):
+        validate_labels("cohort.csv", np.array(["A", "B", "C"]), [1.0, 2.0, 3.0], ["1", "yes", "0"],
+                        event_name="status")
+    with pytest.raises(DataError, match=r"got an empty value for patient 'C'"):
+        validate_labels("cohort.csv", np.array(["A", "B", "C"]), [1.0, 2.0, 3.0], [1, 0, None])
+
+
+def test_a_task_folder_that_does_not_exist_is_named(tmp_path, monkeypatch):
+    monkeypatch.setenv("MMBENCH_TASKS", str(tmp_path / "my-taks"))
+    with pytest.raises(TaskError, match=r"\$MMBENCH_TASKS names '.*my-taks', which is not a folder"):
+        find_tasks()
