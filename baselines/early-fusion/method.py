@@ -33,7 +33,6 @@ modality only the tabular encoders are pretrained, as before.
 import numpy as np
 from torch import nn
 
-from benchmark.bags import feature_dim
 from benchmark.features import TabularPreprocessor
 from benchmark.method import TABULAR_KINDS, Prediction
 from benchmark.nn.discrete import discrete_prediction, discrete_targets, fit_bins, nll_objective, risk_from_hazards
@@ -116,7 +115,7 @@ class EarlyFusion(ModalityEncoderTransfer):
             return super().pretrain(corpus, ctx)
         prep, encoders, inputs, observed, config = self.pretrain_setup(corpus, ctx)
         bags = corpus_bag_data(corpus)
-        self.wsi_in_dim = feature_dim(corpus.modalities[corpus.bag_modality])
+        self.wsi_in_dim = corpus.modalities[corpus.bag_modality].feature_dim()
         wsi = bag_encoder(self.wsi_in_dim, self.wsi_dim, encoders.out_dim, self.dropout)
         self.pretrain_result = pretrain_with_slides(encoders.encoders, wsi, inputs, observed, bags, self.wsi_in_dim,
                                                     corpus.strategy, config, corpus.cohort, corpus.time, corpus.event,
@@ -195,7 +194,7 @@ class EarlyFusion(ModalityEncoderTransfer):
 
     def _fit_wsi(self, train, val, ctx):
         """With a wsi modality: pretrained tabular encoders and ABMIL branch (if any) transfer under the regime."""
-        self.in_dim = feature_dim(train.modalities[self.wsi])
+        self.in_dim = train.modalities[self.wsi].feature_dim()
         if self.pretrained_wsi is not None and self.wsi_in_dim != self.in_dim:
             raise MethodError(f"pretrained ABMIL branch reads {self.wsi_in_dim}-d patch features, "
                               f"the task's bags have {self.in_dim}")
