@@ -30,6 +30,9 @@ import pandas as pd
 
 from benchmark.errors import DataError
 
+__all__ = ["Bags", "build_bags", "check_bags", "read_files", "features_dir", "features_provenance", "count_patches",
+           "slide_stem", "is_dx1", "SLIDE_SUFFIXES", "SYNTHETIC_ENCODERS"]
+
 SLIDE_SUFFIXES = (".svs", ".tif", ".tiff", ".ndpi", ".mrxs", ".scn", ".bif")
 
 

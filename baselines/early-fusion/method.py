@@ -147,7 +147,7 @@ class EarlyFusion(ModalityEncoderTransfer):
     def fit(self, train, val, ctx):
         self.wsi = next(iter(train.modality_names(["wsi"])), None)
         self.prep = TabularPreprocessor(max_features=self.max_features)
-        if train.modality_names(TABULAR_KINDS):  # fit(train, []) would fit every modality, the bag table included
+        if train.modality_names(TABULAR_KINDS):  # fit(train, []) would fit every modality, the bags included
             self.prep.fit(train, train.modality_names(TABULAR_KINDS))
         self.modalities = [m for m, d in self.prep.dims().items() if d > 0]
         if self.pretrained is not None:  # transfer: the pretrained encoders' columns, scaling re-fitted on train
