@@ -197,14 +197,14 @@ class Corpus:
         digest.update(f"{self.source}|{self.n}".encode())
         digest.update("\x00".join(self.patient_id.astype(str)).encode())
         digest.update("\x00".join(self.cohort.astype(str)).encode())
-        for name, frame in self.modalities.items():
-            if isinstance(frame, Bags):
+        for name, block in self.modalities.items():
+            if isinstance(block, Bags):  # files per patient and patch counts
                 digest.update(f"{name}:{self.kinds[name]}:bags".encode())
-                digest.update(json.dumps(frame.paths).encode())
-                digest.update(np.ascontiguousarray(frame.n_patches, dtype=np.int64).tobytes())
+                digest.update(json.dumps(block.paths).encode())
+                digest.update(np.ascontiguousarray(block.n_patches, dtype=np.int64).tobytes())
                 continue
-            digest.update(f"{name}:{self.kinds[name]}:{'|'.join(map(str, frame.columns))}".encode())
-            digest.update(np.ascontiguousarray(frame.to_numpy(dtype=np.float64)).tobytes())
+            digest.update(f"{name}:{self.kinds[name]}:{'|'.join(map(str, block.columns))}".encode())
+            digest.update(np.ascontiguousarray(block.to_numpy(dtype=np.float64)).tobytes())
         if self.time is not None:
             digest.update(self.time.astype(np.float64).tobytes() + self.event.astype(np.int8).tobytes())
         return digest.hexdigest()
