@@ -293,7 +293,7 @@ def _audit_events(task: TaskSpec, cohort: Cohort, report: AuditReport) -> None:
 def _audit_features(cohort: Cohort, report: AuditReport) -> None:
     for name, frame in cohort.modalities.items():
         if cohort.kinds[name] == "wsi":
-            have = int(frame["n_patches"].notna().sum())
+            have = int(frame.has_bag().sum())
             report.add("info", "features", name, f"wsi bags for {have} of {cohort.n} patients")
             continue
         values = frame.to_numpy(dtype=np.float64)

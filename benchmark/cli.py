@@ -276,7 +276,7 @@ def show_task(task, data_root) -> str:
         cohort = load_cohort(task, data_root)
         lines.append(f"  patients: {cohort.n}   events: {int(cohort.event.sum())} ({cohort.event.mean():.0%})   "
                      f"median follow-up: {float(_median(cohort.time)):g} {task.time_unit}")
-        widths = {m: f.shape[1] for m, f in cohort.modalities.items()}
+        widths = {m: f.shape[1] for m, f in cohort.modalities.items() if cohort.kinds[m] != "wsi"}
     except MMBenchError as exc:
         lines.append(f"  cohort not loaded: {exc}")
         widths = {}

@@ -2,7 +2,9 @@
 
 A :class:`Cohort` is the in-memory form of one task's data. Tabular modalities
 are ``pandas.DataFrame`` objects indexed by ``patient_id`` (one row per
-patient, float64 columns, NaN where a value is missing). Views used by methods
+patient, float64 columns, NaN where a value is missing); the ``wsi`` modality
+is a :class:`benchmark.bags.Bags` value (per patient, their slide feature
+files and patch count), with the same rows. Views used by methods
 are cohorts too: :meth:`Cohort.take` selects patients, and
 :meth:`Cohort.without_labels` drops ``time`` and ``event`` so that prediction
 code cannot see them.
@@ -15,6 +17,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
+from benchmark.bags import Bags
 from benchmark.errors import DataError, LabelAccessError
 
 
@@ -28,9 +31,11 @@ class Cohort:
         Task or cohort name, used in error messages.
     patient_id : ndarray of str, shape (n,)
         Unique patient identifiers, in row order.
-    modalities : dict of str to DataFrame
+    modalities : dict of str to DataFrame or Bags
         Tabular modality name -> DataFrame of shape (n, p_m), index equal to
-        ``patient_id``, float64 values (NaN = missing).
+        ``patient_id``, float64 values (NaN = missing); a ``wsi`` modality ->
+        :class:`~benchmark.bags.Bags` of n patients in the same order (no bag
+        = missing). :func:`take_rows` selects rows of either.
     kinds : dict of str to str
         Modality name -> kind (``clinical``, ``rna``, ``cnv``, ``mut``,
         ``wsi``); methods declare the kinds they need.
@@ -46,7 +51,7 @@ class Cohort:
 
     name: str
     patient_id: np.ndarray
-    modalities: dict[str, pd.DataFrame]
+    modalities: dict[str, pd.DataFrame | Bags]
     kinds: dict[str, str]
     time: np.ndarray | None = None
     event: np.ndarray | None = None
@@ -54,9 +59,15 @@ class Cohort:
 
     def __post_init__(self) -> None:
         n = len(self.patient_id)
-        for name, frame in self.modalities.items():
-            if len(frame) != n:
-                raise DataError(f"{self.name}: modality '{name}' has {len(frame)} rows for {n} patients")
+        for name, block in self.modalities.items():
+            if (self.kinds.get(name) == "wsi") != isinstance(block, Bags):
+                want = "benchmark.bags.Bags" if self.kinds.get(name) == "wsi" else "a DataFrame"
+                raise DataError(f"{self.name}: modality '{name}' (kind {self.kinds.get(name)}) must be {want}, "
+                                f"got {type(block).__name__}")
+            if len(block) != n:
+                raise DataError(f"{self.name}: modality '{name}' has {len(block)} rows for {n} patients")
+            if isinstance(block, Bags) and not np.array_equal(block.patient_id, np.asarray(self.patient_id).astype(str)):
+                raise DataError(f"{self.name}: modality '{name}' holds the bags of other patients or another order")
         if (self.time is None) != (self.event is None):
             raise DataError(f"{self.name}: time and event must both be given or both be absent")
 
@@ -82,7 +93,7 @@ class Cohort:
         return replace(
             self,
             patient_id=self.patient_id[index],
-            modalities={k: v.iloc[index] for k, v in self.modalities.items()},
+            modalities={k: take_rows(v, index) for k, v in self.modalities.items()},
             time=None if self.time is None else self.time[index],
             event=None if self.event is None else self.event[index],
             groups={k: v[index] for k, v in self.groups.items()},
@@ -112,6 +123,11 @@ class Cohort:
     def modality_names(self, kinds: list[str] | None = None) -> list[str]:
         """Names of the modalities whose kind is in ``kinds`` (all if None), in task order."""
         return [m for m in self.modalities if kinds is None or self.kinds[m] in kinds]
+
+
+def take_rows(block: pd.DataFrame | Bags, index: np.ndarray) -> pd.DataFrame | Bags:
+    """Rows at integer positions ``index`` (int64, shape (m,)) of one modality: ``Bags.take`` or ``DataFrame.iloc``."""
+    return block.take(index) if isinstance(block, Bags) else block.iloc[index]
 
 
 def validate_labels(name: str, patient_id: np.ndarray, time, event, *, time_name: str = "time",

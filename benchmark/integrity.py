@@ -29,7 +29,7 @@ bags (HDF5 patch features)
     :func:`inspect_bag_file` / :func:`check_bag_file`: ``features`` (N, D)
     and, when present, ``coords`` (N, 2) of the same length; finite values.
     A bag with no patch (N = 0) is not an error: it is a missing slide (see
-    :func:`benchmark.bags.wsi_frame`), never an all-zero embedding.
+    :func:`benchmark.bags.build_bags`), never an all-zero embedding.
     :func:`check_feature_widths`: one width D across a cohort.
 """
 

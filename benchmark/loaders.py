@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from benchmark.bags import Bags
 from benchmark.cohort import Cohort, validate_labels
 from benchmark.errors import DataError
 from benchmark.integrity import check_label_conflicts, check_slide_owners, missing_as_nan, read_table
@@ -158,15 +159,15 @@ def load_cohort(task: TaskSpec, data_root: str | Path | None = None,
         (a method that needs it then fails before training).
     dx1_only : bool
         Build each patient's bag from their ``-DX1`` slide only (default: all
-        their slides); see :func:`benchmark.bags.wsi_frame`.
+        their slides); see :func:`benchmark.bags.build_bags`.
 
     Returns
     -------
     Cohort
         Tabular modalities as float64 DataFrames indexed by patient_id; for
         TCGA, ``groups`` holds ``site`` and ``slide_ids`` ('|'-joined), and a
-        ``wsi`` modality (when features are prepared) is a bag table
-        (``bag_paths``, ``n_patches``; see :mod:`benchmark.bags`).
+        ``wsi`` modality (when features are prepared) is a
+        :class:`benchmark.bags.Bags` value (see :mod:`benchmark.bags`).
 
     Raises
     ------
@@ -190,9 +191,9 @@ def load_cohort(task: TaskSpec, data_root: str | Path | None = None,
     modalities, kinds = {}, {}
     for spec in task.modalities.values():
         if spec.kind == "wsi":
-            frame = _wsi_modality(task, root, table, patient_id, features, dx1_only)
-            if frame is not None:
-                modalities[spec.name], kinds[spec.name] = frame, spec.kind
+            bags = _wsi_modality(task, root, table, patient_id, features, dx1_only)
+            if bags is not None:
+                modalities[spec.name], kinds[spec.name] = bags, spec.kind
             continue
         modalities[spec.name] = _modality_frame(table, spec, source, patient_id)
         kinds[spec.name] = spec.kind
@@ -202,16 +203,16 @@ def load_cohort(task: TaskSpec, data_root: str | Path | None = None,
 
 
 def _wsi_modality(task: TaskSpec, root: Path | None, table: pd.DataFrame, patient_id: np.ndarray,
-                  features: str | None, dx1_only: bool) -> pd.DataFrame | None:
-    """The bag table of a TCGA task's wsi modality, or None when no features are prepared."""
-    from benchmark.bags import features_dir, wsi_frame
+                  features: str | None, dx1_only: bool) -> Bags | None:
+    """The :class:`~benchmark.bags.Bags` of a TCGA task's wsi modality, or None when no features are prepared."""
+    from benchmark.bags import build_bags, features_dir
 
     if task.source != "tcga" or root is None or "slide_ids" not in table:
         return None
     folder = features_dir(root, features)
     if folder is None:
         return None
-    return wsi_frame(patient_id, table["slide_ids"].astype(str).to_numpy(), folder, dx1_only)
+    return build_bags(patient_id, table["slide_ids"].astype(str).to_numpy(), folder, dx1_only)
 
 
 def _modality_frame(table: pd.DataFrame, spec, source: str, patient_id: np.ndarray) -> pd.DataFrame:

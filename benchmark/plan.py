@@ -244,7 +244,7 @@ def build_plan(config, cohort: Cohort | None = None, *, load_data: bool = True) 
 def missing_policy(spec: MethodSpec) -> str:
     """A method's ``missing_modalities`` declaration: ``drop`` (default) or ``impute``.
 
-    ``drop``: patients without slides (NaN ``n_patches`` in a wsi modality) are
+    ``drop``: patients without slides (no bag in a wsi modality, :meth:`benchmark.bags.Bags.has_bag`) are
     removed from the train and val views before ``fit``. ``impute``: the method
     gets every patient and handles missing bags itself (an empty bag; a
     multimodal method uses the other modalities). Test views always keep every

@@ -153,10 +153,10 @@ def fold_views(cohort: Cohort, split: SplitSet, fold: int, modalities: list[str]
 
 
 def drop_missing_bags(view: Cohort) -> Cohort:
-    """The view without the patients whose wsi bag is missing (NaN ``n_patches``); unchanged without a wsi modality."""
+    """The view without the patients who have no wsi bag (:meth:`benchmark.bags.Bags.has_bag`); unchanged without a wsi modality."""
     keep = np.ones(view.n, dtype=bool)
     for name in view.modality_names(["wsi"]):
-        keep &= view.modalities[name]["n_patches"].notna().to_numpy()
+        keep &= view.modalities[name].has_bag()
     return view if keep.all() else view.take(np.flatnonzero(keep))
 
 
@@ -216,7 +216,7 @@ def execute_plan(plan: RunPlan, on_fold: Callable[[int, dict], None] | None = No
         if folder is not None:                      # patch features the wsi modality came from (SYNTHETIC marked)
             record["features"] = features_provenance(folder)
     cohort = plan.cohort
-    empty_bags = sorted(b for m in cohort.modality_names(["wsi"]) for b in cohort.modalities[m].attrs.get("empty_bags", []))
+    empty_bags = sorted(f for m in cohort.modality_names(["wsi"]) for f in cohort.modalities[m].empty_files)
     if empty_bags:  # slide files without a patch: left out as missing slides (benchmark.integrity)
         record["empty_bags"] = empty_bags
     atomic_write_json(run_dir / "run.json", record)

@@ -24,7 +24,7 @@ Checks
     One Adam step of :class:`benchmark.nn.mil.ABMILEncoder` on 8 packed bags (256-d) vs the same layers
     applied bag by bag in plain torch (the CLAM/MCAT scheme).
 ``bag-read``
-    :func:`benchmark.bags.read_bag` of 8 float16 bags (1024-d) vs raw ``h5py`` reads + ``astype(float32)``.
+    :meth:`benchmark.bags.Bags.read` of 8 float16 bags (1024-d) vs raw ``h5py`` reads + ``astype(float32)``.
 ``slide-read``
     :class:`benchmark.slides.extract.PatchDataset` over the real CC0 slide's grid vs raw openslide
     ``read_region`` + ``cv2.resize`` (the first 24 patches of the 0.5 µm/px grid); skipped when the slide is absent.
@@ -225,20 +225,21 @@ def _bag_workload() -> Workload:
     try:
         import h5py
 
-        from benchmark.bags import read_bag
+        from benchmark.bags import Bags
     except ImportError as exc:
         raise CheckSkipped(f"needs h5py and benchmark.bags ({exc})") from None
     tmp = tempfile.TemporaryDirectory(prefix="mmbench-speedcheck-")
-    paths = []
+    paths, counts = [], []
     for i, bag in enumerate(_synthetic_bags(8, 1024, seed=1)):
         path = Path(tmp.name) / f"slide{i}.h5"
         with h5py.File(path, "w") as f:
             f.create_dataset("features", data=bag.astype(np.float16))
             f.create_dataset("coords", data=np.zeros((len(bag), 2), np.int64))
-        paths.append(str(path))
+        paths.append(str(path)), counts.append(len(bag))
+    bags = Bags(np.array([f"P{i}" for i in range(len(paths))]), tuple((p,) for p in paths), np.array(counts, np.int64))
 
     def current():
-        return [read_bag(p) for p in paths]
+        return [bags.read(i) for i in range(len(bags))]
 
     def reference():
         out = []

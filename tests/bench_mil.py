@@ -71,6 +71,7 @@ def child_mil(args: dict) -> dict:
     """Train ABMIL for ``epochs`` on the bags with one scheme; runs in a subprocess."""
     import torch
 
+    from benchmark.bags import Bags
     from benchmark.nn.discrete import nll_objective
     from benchmark.nn.heads import HazardHead
     from benchmark.nn.mil import ABMILEncoder, BagData, MILConfig, train_mil
@@ -87,7 +88,8 @@ def child_mil(args: dict) -> dict:
     rng = np.random.default_rng(1)
     n = len(args["paths"])
     targets = {"y_bin": torch.from_numpy(rng.integers(0, 4, n)), "censorship": torch.from_numpy((rng.random(n) < 0.5).astype(np.float32))}
-    data = BagData(args["paths"], np.asarray(args["lengths"]), {}, targets)
+    bags = Bags(np.array([f"P{i}" for i in range(n)]), tuple((p,) for p in args["paths"]), np.asarray(args["lengths"], np.int64))
+    data = BagData(bags, {}, targets)
     torch.manual_seed(0)
     model = Net(args["dim"])
     config = MILConfig(epochs=args["epochs"], lr=2e-4, scheme=args["scheme"], max_patches_per_bag=args["k"],

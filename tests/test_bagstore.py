@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from benchmark.bags import Bags
 from benchmark.nn.bagstore import choose_placement, load_bag_store, open_bag_store, store_dtype
 from benchmark.nn.discrete import discrete_targets, fit_bins, nll_objective
 from benchmark.nn.mil import ABMILEncoder, BagData, BatchReader, MILConfig, plan_batches, predict_mil, train_mil
@@ -17,13 +18,13 @@ from benchmark.nn.mil import ABMILEncoder, BagData, BatchReader, MILConfig, plan
 DIM = 8
 
 
-def write_bags(folder, lengths, dtype=np.float16, seed=0) -> list[str]:
+def write_bags(folder, lengths, dtype=np.float16, seed=0) -> Bags:
     """One SYNTHETIC h5 per patient (a patient with 0 patches has no file); the last patient has two slides."""
     rng = np.random.default_rng(seed)
     paths = []
     for i, n in enumerate(lengths):
         if n == 0:
-            paths.append("")
+            paths.append(())
             continue
         cuts = [n] if i < len(lengths) - 1 or n < 2 else [n // 2, n - n // 2]
         files = []
@@ -33,8 +34,8 @@ def write_bags(folder, lengths, dtype=np.float16, seed=0) -> list[str]:
                 f.create_dataset("features", data=rng.standard_normal((m, DIM)).astype(dtype))
                 f.create_dataset("coords", data=np.zeros((m, 2), np.int64))
             files.append(str(path))
-        paths.append("|".join(files))
-    return paths
+        paths.append(tuple(files))
+    return Bags(np.array([f"SYN-{i:03d}" for i in range(len(lengths))]), tuple(paths), np.asarray(lengths, np.int64))
 
 
 @pytest.fixture(scope="module")
@@ -43,10 +44,9 @@ def bags(tmp_path_factory) -> BagData:
     rng = np.random.default_rng(1)
     lengths = rng.integers(3, 40, 30)
     lengths[4] = 0  # a patient without slides
-    paths = write_bags(folder, lengths)
     time, event = rng.uniform(1, 60, 30), (rng.uniform(size=30) < 0.6).astype(int)
     edges = fit_bins(time, event, 4)
-    return BagData(paths, lengths.astype(np.int64), targets=discrete_targets(time, event, edges), labels=(time, event))
+    return BagData(write_bags(folder, lengths), targets=discrete_targets(time, event, edges), labels=(time, event))
 
 
 def test_choose_placement_falls_back_device_pinned_stream_on_cuda_and_ram_stream_on_cpu():
@@ -63,9 +63,9 @@ def test_choose_placement_falls_back_device_pinned_stream_on_cuda_and_ram_stream
 @pytest.mark.parametrize("dtype", [np.float16, np.float32])
 def test_store_batches_equal_streamed_batches_value_for_value(tmp_path, dtype):
     lengths = np.array([5, 0, 12, 7, 3])
-    paths = write_bags(tmp_path, lengths, dtype=dtype)
-    data = BagData(paths, lengths.astype(np.int64))
-    store = open_bag_store(paths, data.lengths, DIM, torch.device("cpu"), host_budget=10**9, device_budget=0)
+    data = BagData(write_bags(tmp_path, lengths, dtype=dtype))
+    assert data.lengths.tolist() == lengths.tolist() and len(data.bags.paths[-1]) == 2  # last bag: two files
+    store = open_bag_store(data.bags, DIM, torch.device("cpu"), host_budget=10**9, device_budget=0)
     assert store is not None and store.placement == "ram"
     assert store.features.dtype == (torch.float16 if dtype == np.float16 else torch.float32)
     assert store.nbytes == lengths.sum() * DIM * store.features.element_size()
@@ -121,10 +121,10 @@ def test_a_tiny_host_budget_falls_back_to_streaming_and_trains_the_same(bags):
     _, streamed = _fit(bags, bag_store="stream")
     assert forced.bag_store == "stream"
     assert [h["train_loss"] for h in forced.history] == [h["train_loss"] for h in streamed.history]
-    assert open_bag_store(bags.bag_paths, bags.lengths, DIM, torch.device("cpu"), device_budget=0,
+    assert open_bag_store(bags.bags, DIM, torch.device("cpu"), device_budget=0,
                           host_budget=int(bags.lengths.sum()) * DIM * 2 - 1) is None  # one byte short (float16)
     with pytest.raises(ValueError, match="not 'stream'"):
-        load_bag_store(bags.bag_paths, bags.lengths, DIM, "stream", torch.device("cpu"), torch.float16)
+        load_bag_store(bags.bags, DIM, "stream", torch.device("cpu"), torch.float16)
 
 
 def test_mil_config_checks_bag_store():

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmark.bags import wsi_frame
+from benchmark.bags import build_bags
 from benchmark.errors import DataError
 from benchmark.integrity import (check_bag_file, check_feature_widths, inspect_bag_file, missing_as_nan,
                                  read_table)
@@ -117,10 +117,10 @@ def test_i03_a_bag_without_patches_is_a_missing_slide(tmp_path):
     with h5py.File(tmp_path / "P2-DX1.b.h5", "w") as f:
         f.create_dataset("features", data=np.ones((3, 16), np.float32))
         f.create_dataset("coords", data=np.zeros((3, 2), np.int64))
-    frame = wsi_frame(np.array(["P1", "P2"]), np.array(["P1-DX1.a.svs", "P2-DX1.b.svs"]), tmp_path)
-    assert np.isnan(frame.loc["P1", "n_patches"]) and frame.loc["P1", "bag_paths"] == ""  # missing, not zeros
-    assert frame.loc["P2", "n_patches"] == 3.0
-    assert frame.attrs["empty_bags"] == [str((tmp_path / "P1-DX1.a.h5").resolve())]
+    bags = build_bags(np.array(["P1", "P2"]), np.array(["P1-DX1.a.svs", "P2-DX1.b.svs"]), tmp_path)
+    assert bags.paths[0] == () and bags.n_patches[0] == 0 and not bags.has_bag()[0]  # missing, not zeros
+    assert bags.n_patches[1] == 3 and bags.paths[1] == (str((tmp_path / "P2-DX1.b.h5").resolve()),)
+    assert bags.empty_files == (str((tmp_path / "P1-DX1.a.h5").resolve()),)
 
 
 def test_i04_non_finite_patch_features_are_one_clear_error_naming_file_and_count(tmp_path):
@@ -132,7 +132,7 @@ def test_i04_non_finite_patch_features_are_one_clear_error_naming_file_and_count
         check_bag_file(path)
     shutil.copy(path, tmp_path / "P1-DX1.a.h5")
     with pytest.raises(DataError, match="1 of 8 patches hold non-finite"):
-        wsi_frame(np.array(["P1"]), np.array(["P1-DX1.a.svs"]), tmp_path)
+        build_bags(np.array(["P1"]), np.array(["P1-DX1.a.svs"]), tmp_path)
 
 
 def test_bag_coords_of_another_length_and_two_widths_are_refused(tmp_path):
@@ -500,6 +500,7 @@ def test_i03_run_json_names_the_empty_bag_files(toy_wsi, tmp_path):
     target = next((data_root / "features" / "toy-encoder").glob("TCGA-0004-DX1*.h5"))
     shutil.copy(case("I03-zero-patch-bag.h5"), target)
     cohort = load_cohort(load_task("toy"), data_root)
-    assert np.isnan(cohort.modalities["wsi"].loc["TCGA-CD-0004", "n_patches"])  # a patient without a slide
+    bags = cohort.modalities["wsi"]
+    assert not bags.has_bag()[bags.index.get_loc("TCGA-CD-0004")]  # a patient without a slide
     result = run(RunConfig(task="toy", method=METHODS / "oracle", data_root=data_root, out=tmp_path / "runs", folds=[0]))
     assert json.loads((result.run_dir / "run.json").read_text())["empty_bags"] == [str(target.resolve())]

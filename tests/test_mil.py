@@ -1,4 +1,4 @@
-"""MIL data path and WSI modality: bag tables, lazy reading, packed batches, segment attention, training loop.
+"""MIL data path and WSI modality: bags, lazy reading, packed batches, segment attention, training loop.
 
 Bags here are SYNTHETIC (tests/conftest.py ``write_toy_bags``).
 """
@@ -9,11 +9,10 @@ import math
 
 import h5py
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
-from benchmark.bags import bag_lengths, feature_dim, features_dir, is_dx1, read_bag, slide_stem, wsi_frame
+from benchmark.bags import Bags, build_bags, features_dir, is_dx1, slide_stem
 from benchmark.errors import DataError, MethodError
 from benchmark.loaders import load_cohort
 from benchmark.nn.discrete import discrete_targets, fit_bins, nll_objective
@@ -35,33 +34,32 @@ def _h5(path, n, dim=3, value=0.0, dtype=np.float16):
         f.create_dataset("coords", data=np.zeros((n, 2), np.int64))
 
 
-def test_wsi_frame_sums_slides_marks_missing_and_keeps_dx1(tmp_path):
+def test_build_bags_sums_slides_marks_missing_and_keeps_dx1(tmp_path):
     _h5(tmp_path / "A-DX1.u.h5", 4)
     _h5(tmp_path / "A-DX2.v.h5", 3)
     _h5(tmp_path / "B-DX1.w.h5", 5)
     ids = np.array(["A-DX1.u.svs|A-DX2.v.svs", "B-DX1.w.svs", "C-DX1.z.svs"])
-    frame = wsi_frame(np.array(["A", "B", "C"]), ids, tmp_path)
-    assert list(frame.index) == ["A", "B", "C"]
-    assert frame["n_patches"].tolist()[:2] == [7.0, 5.0] and math.isnan(frame["n_patches"].iloc[2])
-    assert frame["bag_paths"].iloc[0] == f"{tmp_path.resolve() / 'A-DX1.u.h5'}|{tmp_path.resolve() / 'A-DX2.v.h5'}"
-    assert frame["bag_paths"].iloc[2] == ""
-    assert bag_lengths(frame).tolist() == [7, 5, 0]
-    dx1 = wsi_frame(np.array(["A", "B", "C"]), ids, tmp_path, dx1_only=True)
-    assert dx1["n_patches"].tolist()[:2] == [4.0, 5.0]
+    bags = build_bags(np.array(["A", "B", "C"]), ids, tmp_path)
+    assert list(bags.index) == ["A", "B", "C"] and bags.index.name == "patient_id"
+    assert bags.n_patches.dtype == np.int64 and bags.lengths().tolist() == [7, 5, 0]
+    assert bags.paths[0] == (str(tmp_path.resolve() / "A-DX1.u.h5"), str(tmp_path.resolve() / "A-DX2.v.h5"))
+    assert bags.paths[2] == () and bags.has_bag().tolist() == [True, True, False]
+    dx1 = build_bags(np.array(["A", "B", "C"]), ids, tmp_path, dx1_only=True)
+    assert dx1.lengths().tolist() == [4, 5, 0] and dx1.paths[0] == (str(tmp_path.resolve() / "A-DX1.u.h5"),)
     with pytest.raises(DataError, match="no slide of this cohort has a feature file.*'C-DX1.z.h5'"):
-        wsi_frame(np.array(["C"]), np.array(["C-DX1.z.svs"]), tmp_path)
+        build_bags(np.array(["C"]), np.array(["C-DX1.z.svs"]), tmp_path)
 
 
-def test_read_bag_concatenates_slides_into_a_buffer(tmp_path):
+def test_bags_read_concatenates_slides_into_a_buffer(tmp_path):
     _h5(tmp_path / "a.h5", 2, value=10.0)
     _h5(tmp_path / "b.h5", 3, value=20.0, dtype=np.float32)
-    paths = f"{tmp_path / 'a.h5'}|{tmp_path / 'b.h5'}"
+    bags = Bags(np.array(["P"]), ((str(tmp_path / "a.h5"), str(tmp_path / "b.h5")),), np.array([5]))
     out = np.full((5, 3), -1.0, np.float32)
-    read_bag(paths, out)
+    bags.read(0, out)
     assert out[:, 0].tolist() == [10.0, 11.0, 20.0, 21.0, 22.0]
-    assert np.array_equal(read_bag(paths), out)
+    assert np.array_equal(bags.read(0), out)
     with pytest.raises(DataError, match="has 5 patches, expected 6"):
-        read_bag(paths, np.zeros((6, 3), np.float32))
+        bags.read(0, np.zeros((6, 3), np.float32))
 
 
 def test_features_dir_picks_the_only_encoder_and_asks_when_several(tmp_path):
@@ -75,7 +73,7 @@ def test_features_dir_picks_the_only_encoder_and_asks_when_several(tmp_path):
         features_dir(tmp_path, "resnet")
 
 
-def test_loader_attaches_the_wsi_bag_table(tmp_path, monkeypatch):
+def test_loader_attaches_the_wsi_bags(tmp_path, monkeypatch):
     slides = toy_slides()
     data_root, tasks = write_toy(tmp_path, slides)
     monkeypatch.setenv("MMBENCH_TASKS", str(tasks))
@@ -83,16 +81,20 @@ def test_loader_attaches_the_wsi_bag_table(tmp_path, monkeypatch):
     assert "wsi" not in load_cohort(task, data_root).modalities  # no features/ folder: modality absent
     write_toy_bags(data_root, slides, dim=8, skip=("TCGA-0001-DX1.svs",))
     cohort = load_cohort(task, data_root)
-    frame = cohort.modalities["wsi"]
-    assert cohort.kinds["wsi"] == "wsi" and list(frame.columns) == ["bag_paths", "n_patches"]
-    assert frame.loc["TCGA-AB-0001", "bag_paths"] == "" and math.isnan(frame.loc["TCGA-AB-0001", "n_patches"])
-    with h5py.File(frame.loc["TCGA-CD-0000", "bag_paths"].split("|")[1]) as f:  # patient 0 has DX1 and DX2
+    bags = cohort.modalities["wsi"]
+    assert cohort.kinds["wsi"] == "wsi" and isinstance(bags, Bags) and list(bags.patient_id) == list(cohort.patient_id)
+    one, zero = bags.index.get_loc("TCGA-AB-0001"), bags.index.get_loc("TCGA-CD-0000")
+    assert bags.paths[one] == () and bags.n_patches[one] == 0
+    dx1_file, dx2_file = bags.paths[zero]  # patient 0 has DX1 and DX2
+    assert dx1_file.endswith("-DX1.h5") and dx2_file.endswith("-DX2.h5")
+    with h5py.File(dx2_file) as f:
         n_dx2 = f["features"].shape[0]
-    with h5py.File(frame.loc["TCGA-CD-0000", "bag_paths"].split("|")[0]) as f:
+    with h5py.File(dx1_file) as f:
         n_dx1 = f["features"].shape[0]
-    assert frame.loc["TCGA-CD-0000", "n_patches"] == n_dx1 + n_dx2
-    assert load_cohort(task, data_root, dx1_only=True).modalities["wsi"].loc["TCGA-CD-0000", "n_patches"] == n_dx1
-    assert feature_dim(frame) == 8
+    assert bags.n_patches[zero] == n_dx1 + n_dx2 and bags.read(zero).shape == (n_dx1 + n_dx2, 8)
+    dx1 = load_cohort(task, data_root, dx1_only=True).modalities["wsi"]
+    assert dx1.n_patches[dx1.index.get_loc("TCGA-CD-0000")] == n_dx1
+    assert bags.feature_dim() == 8
 
 
 def test_segment_softmax_hand_values():
@@ -156,10 +158,10 @@ def toy_bags(tmp_path_factory):
     folder = write_toy_bags(data_root, slides, dim=8, patches=(5, 30))
     patients = slides.drop_duplicates("case_id")
     ids = slides.groupby("case_id", sort=False)["slide_id"].agg(lambda s: "|".join(sorted(s)))
-    frame = wsi_frame(patients["case_id"].to_numpy(), ids[patients["case_id"]].to_numpy(), folder)
+    bags = build_bags(patients["case_id"].to_numpy(), ids[patients["case_id"]].to_numpy(), folder)
     time, event = patients["survival_months"].to_numpy(), 1 - patients["censorship"].to_numpy()
     edges = fit_bins(time, event, 4)
-    return BagData.from_frame(frame, targets=discrete_targets(time, event, edges), labels=(time, event))
+    return BagData(bags, targets=discrete_targets(time, event, edges), labels=(time, event))
 
 
 def _train(data, **kw):

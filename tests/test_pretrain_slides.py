@@ -1,4 +1,4 @@
-"""Pretraining of the WSI modality: corpus bag tables, slide strategies, transfer of the ABMIL branch.
+"""Pretraining of the WSI modality: corpus bags, slide strategies, transfer of the ABMIL branch.
 
 Everything here is SYNTHETIC: the toy TCGA layout of conftest with SYNTHETIC patch-feature bags,
 a second SYNTHETIC cohort file (tests/test_pretrain.py ``write_second_cohort``) with bags for some
@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 import torch
 
+from benchmark.bags import Bags
 from benchmark.errors import MethodError
 from benchmark.loaders import load_cohort
 from benchmark.method import Context, load_class, load_spec
@@ -75,17 +76,16 @@ def test_no_test_or_val_patient_bag_reaches_pretrain(pooled_wsi, tmp_path, strat
         roles = fold_roles("toy", fold)
         info = json.loads((result.run_dir / f"fold_{fold}" / "pretrain.json").read_text())
         with np.load(out / ".pretrain-cache" / f"{info['cache_key']}.npz", allow_pickle=False) as npz:
-            ids, paths = npz["patient_id"].tolist(), npz["bag_paths"].tolist()
-        assert len(paths) == len(ids) == info["corpus_n"]
-        files = [Path(p) for cell in paths for p in cell.split("|") if p]
-        assert files and len(files) == sum(cell.count("|") + 1 for cell in paths if cell)
-        bag_patients = {owner[f.stem] for f in files}
+            ids, files, given_to = npz["patient_id"].tolist(), npz["bag_files"].tolist(), npz["bag_owner"].tolist()
+        assert len(ids) == info["corpus_n"] and files and len(files) == len(given_to)
+        assert set(given_to) <= set(ids)
+        bag_patients = {owner[Path(f).stem] for f in files}
         assert not bag_patients & (roles["test"] | roles["val"]), f"fold {fold}: a test or val bag reached pretrain"
-        assert all(owner[Path(p).stem] == pid for pid, cell in zip(ids, paths) for p in cell.split("|") if p)
-        assert info["corpus_n_with_bags"] == sum(bool(c) for c in paths)
+        assert all(owner[Path(f).stem] == pid for f, pid in zip(files, given_to))  # each file given to its patient
+        assert info["corpus_n_with_bags"] == len(set(given_to))
         if corpus == "pancancer":  # other cohorts' bags come from the same feature folder; no bag = missing
-            zz = {pid: cell for pid, cell in zip(ids, paths) if pid.startswith("TCGA-ZZ-")}
-            assert all(zz[f"TCGA-ZZ-{i:04d}"] for i in range(10)) and not any(zz[f"TCGA-ZZ-{i:04d}"] for i in range(10, 20))
+            assert {f"TCGA-ZZ-{i:04d}" for i in range(20)} <= set(ids)
+            assert {pid for pid in given_to if pid.startswith("TCGA-ZZ-")} == {f"TCGA-ZZ-{i:04d}" for i in range(10)}
 
 
 def test_corpus_bag_table_is_missing_not_fake_and_hashed(pooled_wsi):
@@ -96,25 +96,33 @@ def test_corpus_bag_table_is_missing_not_fake_and_hashed(pooled_wsi):
     corpus = build_pretrain_corpus("pancancer", "masked", task, cohort, split, 0, data_root)
     assert corpus.bag_modality == "wsi" and corpus.kinds["wsi"] == "wsi"
     bags = corpus.modalities["wsi"]
-    assert list(bags.columns) == ["bag_paths", "n_patches"] and list(bags.index) == list(corpus.patient_id)
-    missing = bags["n_patches"].isna()
-    assert (bags.loc[missing, "bag_paths"] == "").all() and (bags.loc[~missing, "bag_paths"] != "").all()
+    assert isinstance(bags, Bags) and list(bags.patient_id) == list(corpus.patient_id)
+    missing = pd.Series(~bags.has_bag(), index=bags.index)
+    assert all(bags.paths[i] == () for i in np.flatnonzero(missing)) and all(bags.paths[i] for i in np.flatnonzero(~missing))
     assert missing.loc["TCGA-ZZ-0015"] and not missing.loc["TCGA-ZZ-0003"]
+    zz3 = bags.paths[bags.index.get_loc("TCGA-ZZ-0003")]  # another cohort's bag, from the target's feature folder
+    assert all(Path(f).parent == cohort.modalities["wsi"].folder() for f in zz3)
     if "TCGA-CD-0000" in bags.index:
         assert missing.loc["TCGA-CD-0000"]
     own = cohort.modalities["wsi"]
     train = sorted(fold_roles("toy", 0)["train"])
-    pd.testing.assert_frame_equal(bags.loc[train], own.loc[train], check_names=False)
-    # the hash covers the bag table: another patch count or another path changes it
+    assert bags.select(train).paths == own.select(train).paths
+    assert bags.select(train).n_patches.tolist() == own.select(train).n_patches.tolist()
+    # the hash covers the bags: another patch count or another path changes it
     digest = corpus.sha256()
     row = int(np.flatnonzero(~missing.to_numpy())[0])
-    changed = bags.copy()
-    changed.iloc[row, 1] += 1
+    counts = bags.n_patches.copy()
+    counts[row] += 1
+    changed = Bags(bags.patient_id, bags.paths, counts)
     assert Corpus(**{**corpus.__dict__, "modalities": {**corpus.modalities, "wsi": changed}}).sha256() != digest
-    changed = bags.copy()
-    changed.iloc[row, 0] = changed.iloc[row, 0] + "|/elsewhere.h5"
+    paths = list(bags.paths)
+    paths[row] = (*paths[row], "/elsewhere.h5")
+    changed = Bags(bags.patient_id, tuple(paths), bags.n_patches)
     assert Corpus(**{**corpus.__dict__, "modalities": {**corpus.modalities, "wsi": changed}}).sha256() != digest
-    assert corpus.take(np.arange(5)).modalities["wsi"].shape == (5, 2)
+    same = bags.take(np.arange(len(bags)))
+    assert Corpus(**{**corpus.__dict__, "modalities": {**corpus.modalities, "wsi": same}}).sha256() == digest
+    head = corpus.take(np.arange(5)).modalities["wsi"]
+    assert list(head.patient_id) == list(corpus.patient_id[:5]) and head.paths == bags.paths[:5]
 
 
 # --------------------------------------------------------------------------- strategies
@@ -136,7 +144,7 @@ def test_hide_patches_hides_a_fraction_of_each_bag_and_targets_their_mean():
 
 def synthetic_slide_corpus(folder: Path, n: int = 48, dim: int = 8, seed: int = 0) -> Corpus:
     """SYNTHETIC corpus, two cohorts: expression and patch features share a latent factor (planted link);
-    every 8th patient has no bag (NaN n_patches)."""
+    every 8th patient has no bag (no file, 0 patches)."""
     import h5py
 
     rng = np.random.default_rng(seed)
@@ -148,15 +156,15 @@ def synthetic_slide_corpus(folder: Path, n: int = 48, dim: int = 8, seed: int = 
     paths, counts = [], []
     for i, pid in enumerate(ids):
         if i % 8 == 7:
-            paths.append(""), counts.append(np.nan)
+            paths.append(()), counts.append(0)
             continue
         k = int(rng.integers(8, 24))
         features = z[i] @ loading + rng.normal(size=(k, dim))
         path = folder / f"{pid}.h5"
         with h5py.File(path, "w") as f:
             f.create_dataset("features", data=features.astype(np.float32))
-        paths.append(str(path)), counts.append(float(k))
-    bags = pd.DataFrame({"bag_paths": paths, "n_patches": counts}, index=pd.Index(ids, name="patient_id"))
+        paths.append((str(path),)), counts.append(k)
+    bags = Bags(ids, tuple(paths), np.array(counts, np.int64))
     return Corpus("pancancer", "masked", ids, np.where(np.arange(n) < n // 2, "A", "B").astype(object),
                   {"rna": pd.DataFrame(rna, index=ids), "wsi": bags}, {"rna": "rna", "wsi": "wsi"},
                   time=rng.exponential(np.exp(-z[:, 0])), event=(rng.random(n) < 0.8).astype(np.int8))
@@ -192,7 +200,7 @@ def test_slide_pretraining_rejects_corpora_it_cannot_use(tmp_path):
     wsi = ABMILEncoder(8, 16, 8, 8)
     with pytest.raises(MethodError, match="needs at least one tabular modality"):
         pretrain_with_slides(torch.nn.ModuleDict(), wsi, {}, {}, bags, 8, "contrastive", PretrainConfig(steps=1))
-    empty = BagData([""] * bags.n, np.zeros(bags.n, np.int64))
+    empty = BagData(Bags(bags.bags.patient_id, ((),) * bags.n, np.zeros(bags.n, np.int64)))
     with pytest.raises(MethodError, match="no patient of the pretraining corpus has a slide file"):
         pretrain_with_slides(torch.nn.ModuleDict(), wsi, {}, {}, empty, 8, "masked", PretrainConfig(steps=1))
     result, _, _ = pretrain_toy(corpus.take(np.arange(16)), "masked", steps=2)  # masked works on slides alone too

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from benchmark.bags import read_bag
+from benchmark.bags import Bags
 
 PLACEMENTS = ("device", "pinned", "ram", "stream")
 HOST_BUDGET_CAP = 8 * 2**30
@@ -88,16 +88,15 @@ def default_budgets(device: torch.device) -> tuple[int, int]:
     return device_budget, min(int(0.4 * available_ram_bytes()), HOST_BUDGET_CAP)
 
 
-def source_dtype(bag_paths: list[str]) -> np.dtype:
-    """dtype of the ``features`` dataset of the first slide file (float32 when there is none)."""
+def source_dtype(bags: Bags) -> np.dtype:
+    """dtype of the ``features`` dataset of the bags' first slide file (float32 when there is none)."""
     import h5py
 
-    for cell in bag_paths:
-        first = next((p for p in str(cell).split("|") if p), None)
-        if first:
-            with h5py.File(first, "r") as f:
-                return np.dtype(f["features"].dtype)
-    return np.dtype(np.float32)
+    first = bags.first_file()
+    if first is None:
+        return np.dtype(np.float32)
+    with h5py.File(first, "r") as f:
+        return np.dtype(f["features"].dtype)
 
 
 def store_dtype(placement: str, source: np.dtype) -> torch.dtype:
@@ -183,16 +182,13 @@ class BagStore:
         return buffer
 
 
-def load_bag_store(bag_paths: list[str], lengths: np.ndarray, dim: int, placement: str,
-                   target: torch.device, dtype: torch.dtype) -> BagStore:
+def load_bag_store(bags: Bags, dim: int, placement: str, target: torch.device, dtype: torch.dtype) -> BagStore:
     """Read every bag once into a :class:`BagStore`.
 
     Parameters
     ----------
-    bag_paths : list of str, length n
-        ``'|'``-joined ``.h5`` paths per patient (``''`` = no slide).
-    lengths : ndarray of int64, shape (n,)
-        Patches per bag.
+    bags : Bags
+        The fold's n bags (files and patch counts per patient; 0 = no slide).
     dim : int
         Feature width D.
     placement : {"device", "pinned", "ram"}
@@ -204,13 +200,13 @@ def load_bag_store(bag_paths: list[str], lengths: np.ndarray, dim: int, placemen
     Raises
     ------
     benchmark.errors.DataError
-        A file is unreadable or holds another number of patches than ``lengths`` says.
+        A file is unreadable or holds another number of patches than ``bags.n_patches`` says.
     ValueError
         ``placement`` is not one of the three.
     """
     if placement not in ("device", "pinned", "ram"):
         raise ValueError(f"a bag store is placed on device, pinned or ram, not '{placement}'")
-    lengths = np.asarray(lengths, np.int64)
+    lengths = bags.n_patches
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
     total = int(offsets[-1])
     if placement == "device":
@@ -218,36 +214,37 @@ def load_bag_store(bag_paths: list[str], lengths: np.ndarray, dim: int, placemen
     else:
         features = torch.empty((total, dim), dtype=dtype, pin_memory=placement == "pinned")
     staging = np.empty((int(lengths.max(initial=0)), dim), np.float32)
-    for i, (paths, n) in enumerate(zip(bag_paths, lengths)):
+    for i, n in enumerate(lengths):
         if n == 0:
             continue
-        bag = read_bag(paths, staging[:n])
+        bag = bags.read(i, staging[:n])
         features[offsets[i]:offsets[i + 1]].copy_(torch.from_numpy(bag))
     return BagStore(features, offsets, placement, target)
 
 
-def open_bag_store(bag_paths: list[str], lengths: np.ndarray, dim: int, target: torch.device, mode: str = "auto",
+def open_bag_store(bags: Bags, dim: int, target: torch.device, mode: str = "auto",
                    device_budget: int | None = None, host_budget: int | None = None) -> BagStore | None:
     """The fold's bag store where the budgets allow, else None (stream).
 
     Parameters
     ----------
-    bag_paths, lengths, dim, target
+    bags, dim, target
         As :func:`load_bag_store`.
     mode : {"auto", "stream"}
         ``stream`` never builds a store.
     device_budget, host_budget : int, optional
         Bytes; None = :func:`default_budgets`.
     """
-    if mode == "stream" or int(np.sum(lengths)) == 0:
+    total = int(bags.n_patches.sum())
+    if mode == "stream" or total == 0:
         return None
     defaults = default_budgets(target) if device_budget is None or host_budget is None else (0, 0)
     device_budget = defaults[0] if device_budget is None else device_budget
     host_budget = defaults[1] if host_budget is None else host_budget
-    source = source_dtype(bag_paths)
+    source = source_dtype(bags)
     # bytes in the device dtype on CUDA (float16); on the CPU the RAM dtype
     itemsize = 2 if target.type == "cuda" else torch.empty(0, dtype=store_dtype("ram", source)).element_size()
-    placement = choose_placement(int(np.sum(lengths)) * dim * itemsize, target.type, device_budget, host_budget)
+    placement = choose_placement(total * dim * itemsize, target.type, device_budget, host_budget)
     if placement == "stream":
         return None
-    return load_bag_store(bag_paths, lengths, dim, placement, target, store_dtype(placement, source))
+    return load_bag_store(bags, dim, placement, target, store_dtype(placement, source))

@@ -50,12 +50,11 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 import numpy as np
-import pandas as pd
 import torch
 from sksurv.metrics import concordance_index_censored
 from torch import nn
 
-from benchmark.bags import bag_lengths, feature_dim, read_bag
+from benchmark.bags import Bags, check_bags
 from benchmark.nn.bagstore import BagStore, open_bag_store
 from benchmark.errors import MethodError
 from benchmark.method import Prediction
@@ -316,10 +315,10 @@ class BagData:
 
     Attributes
     ----------
-    bag_paths : list of str, length n
-        ``'|'``-joined ``.h5`` paths per patient (``''`` = no slide).
-    lengths : ndarray of int64, shape (n,)
-        Patches per bag.
+    bags : Bags
+        The view's wsi modality (:class:`benchmark.bags.Bags`): files and
+        patch count per patient, n patients; :attr:`lengths` is its
+        ``n_patches`` (int64 (n,), 0 = no slide).
     inputs : dict of str to Tensor
         Other per-patient inputs (first dimension n), e.g. omics matrices.
     targets : dict of str to Tensor
@@ -328,22 +327,22 @@ class BagData:
         For a val C-index.
     """
 
-    bag_paths: list[str]
-    lengths: np.ndarray
+    bags: Bags
     inputs: Tensors = field(default_factory=dict)
     targets: Tensors = field(default_factory=dict)
     labels: tuple[np.ndarray, np.ndarray] | None = None
 
-    @classmethod
-    def from_frame(cls, frame: pd.DataFrame, inputs: Tensors | None = None, targets: Tensors | None = None,
-                   labels=None) -> "BagData":
-        """From a cohort's wsi modality frame (``bag_paths``, ``n_patches``)."""
-        return cls(list(frame["bag_paths"].astype(str)), bag_lengths(frame), dict(inputs or {}), dict(targets or {}),
-                   labels)
+    def __post_init__(self) -> None:
+        check_bags(self.bags)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """Patches per bag, int64 (n,) (the bags' ``n_patches``; do not modify)."""
+        return self.bags.n_patches
 
     @property
     def n(self) -> int:
-        return len(self.bag_paths)
+        return len(self.bags)
 
 
 def bag_data(cohort, wsi: str, inputs: Tensors | None = None, edges: np.ndarray | None = None) -> BagData:
@@ -355,7 +354,7 @@ def bag_data(cohort, wsi: str, inputs: Tensors | None = None, edges: np.ndarray 
     if cohort.has_labels and edges is not None:
         labels = cohort.labels()
         targets = discrete_targets(*labels, edges)
-    return BagData.from_frame(cohort.modalities[wsi], inputs, targets, labels)
+    return BagData(cohort.modalities[wsi], dict(inputs or {}), targets, labels)
 
 
 @dataclass
@@ -496,9 +495,9 @@ class BatchReader:
             if n == 0:
                 continue
             if draw is None:
-                read_bag(self.data.bag_paths[p], out[start:start + n])
+                self.data.bags.read(p, out[start:start + n])
             else:
-                out[start:start + n] = read_bag(self.data.bag_paths[p])[draw]
+                out[start:start + n] = self.data.bags.read(p)[draw]
             start += n
         lengths_t = torch.from_numpy(lengths.astype(np.int64))
         segment = torch.repeat_interleave(torch.arange(len(positions)), lengths_t)
@@ -582,7 +581,7 @@ class MILTrainResult(TrainResult):
 def open_fold_store(data: BagData, dim: int, device: torch.device, config: MILConfig) -> BagStore | None:
     """The :class:`~benchmark.nn.bagstore.BagStore` of ``data`` under ``config``'s mode and budgets, or None."""
     mib = 2**20
-    return open_bag_store(data.bag_paths, data.lengths, dim, device, config.bag_store,
+    return open_bag_store(data.bags, dim, device, config.bag_store,
                           int(config.bag_device_budget_mb * mib) if config.bag_device_budget_mb > 0 else None,
                           int(config.bag_host_budget_mb * mib) if config.bag_host_budget_mb > 0 else None)
 
@@ -730,7 +729,7 @@ class DiscreteMILSurvival:
 
     def fit(self, train, val, ctx) -> None:
         self.wsi = train.modality_names(["wsi"])[0]
-        self.in_dim = feature_dim(train.modalities[self.wsi])
+        self.in_dim = train.modalities[self.wsi].feature_dim()
         self.edges = fit_bins(*train.labels(), self.n_bins)
         self.config = MILConfig.from_params(**self.train_params, seed=ctx.seed, device=ctx.device)
         seed_everything(ctx.seed)

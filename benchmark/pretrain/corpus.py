@@ -55,22 +55,21 @@ cohorts' are ``<dataset>:<pid>``.
 
 Slides (the ``wsi`` modality)
 -----------------------------
-When the target cohort has a ``wsi`` modality (a bag table, :mod:`benchmark.bags`),
-the corpus carries the bag table of its patients under the same name and kind,
-in the same layout (``bag_paths``, ``n_patches``; one row per corpus patient,
-in corpus order). The bags themselves stay on disk and are read lazily by the
-strategies (:mod:`benchmark.pretrain.slides`).
+When the target cohort has a ``wsi`` modality (:class:`benchmark.bags.Bags`),
+the corpus carries the bags of its patients under the same name and kind (one
+row per corpus patient, in corpus order). The bags themselves stay on disk and
+are read lazily by the strategies (:mod:`benchmark.pretrain.slides`).
 
 * ``same-cohort``: the rows of the fold's corpus patients (train; val only in
-  the transductive mode), from the cohort's own table.
+  the transductive mode), from the cohort's own bags.
 * ``pancancer``: target-cohort patients keep the cohort's rows; a patient of
   another TCGA cohort gets a bag from the slide files of the **same feature
   folder** (``<data-root>/features/<encoder>``, and the run's ``dx1_only``
-  choice), built with :func:`benchmark.bags.wsi_frame` from that cohort's
+  choice), built with :func:`benchmark.bags.build_bags` from that cohort's
   slide ids.
 * ``pan-cardio``: only the target's own patients can have bags.
 
-A patient without a slide file is **missing** (``''``, NaN ``n_patches``),
+A patient without a slide file is **missing** (no path, 0 ``n_patches``),
 never given a fake bag. The same ``protected`` rule removes the fold's test
 (and val) patients, bags included.
 """
@@ -79,6 +78,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -86,7 +86,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmark.cohort import Cohort
+from benchmark.bags import Bags
+from benchmark.cohort import Cohort, take_rows
 from benchmark.errors import DataError
 from benchmark.integrity import (check_label_conflicts, check_slide_owners, is_missing_marker, missing_as_nan,
                                  read_table)
@@ -137,8 +138,7 @@ class Corpus:
         The target task's modality names and columns, shape (n, p_m), float64;
         NaN = not observed (a missing value, or a variable the source cohort
         does not have). Never zero-filled. A ``wsi`` modality (kind ``wsi``)
-        is a bag table instead: ``bag_paths`` (str) and ``n_patches``
-        (float64, NaN = no slide file), see :mod:`benchmark.bags`.
+        is a :class:`benchmark.bags.Bags` value instead (no bag = no slide file).
     kinds : dict of str to str
     time, event : ndarray or None
         Only in ``supervised-pancancer`` corpora: the other cohorts' labels
@@ -153,7 +153,7 @@ class Corpus:
     strategy: str
     patient_id: np.ndarray
     cohort: np.ndarray
-    modalities: dict[str, pd.DataFrame]
+    modalities: dict[str, pd.DataFrame | Bags]
     kinds: dict[str, str]
     time: np.ndarray | None = None
     event: np.ndarray | None = None
@@ -175,7 +175,7 @@ class Corpus:
 
     @property
     def bag_modality(self) -> str | None:
-        """Name of the corpus's ``wsi`` modality (a bag table), or None when it has none."""
+        """Name of the corpus's ``wsi`` modality (:class:`~benchmark.bags.Bags`), or None when it has none."""
         return next((m for m, kind in self.kinds.items() if kind == "wsi"), None)
 
     def modality_names(self, kinds: list[str] | None = None) -> list[str]:
@@ -184,12 +184,12 @@ class Corpus:
     def take(self, index: np.ndarray) -> "Corpus":
         index = np.asarray(index, dtype=np.int64)
         return replace(self, patient_id=self.patient_id[index], cohort=self.cohort[index],
-                       modalities={k: v.iloc[index] for k, v in self.modalities.items()},
+                       modalities={k: take_rows(v, index) for k, v in self.modalities.items()},
                        time=None if self.time is None else self.time[index],
                        event=None if self.event is None else self.event[index])
 
     def sha256(self) -> str:
-        """Hash of ids, cohorts, columns, values, bag tables (paths and patch counts) and labels.
+        """Hash of ids, cohorts, columns, values, bags (paths and patch counts) and labels.
 
         The pretraining cache key's corpus part.
         """
@@ -197,13 +197,14 @@ class Corpus:
         digest.update(f"{self.source}|{self.n}".encode())
         digest.update("\x00".join(self.patient_id.astype(str)).encode())
         digest.update("\x00".join(self.cohort.astype(str)).encode())
-        for name, frame in self.modalities.items():
-            digest.update(f"{name}:{self.kinds[name]}:{'|'.join(map(str, frame.columns))}".encode())
-            if self.kinds[name] == "wsi":
-                digest.update("\x00".join(frame["bag_paths"].astype(str)).encode())
-                digest.update(np.ascontiguousarray(frame["n_patches"].to_numpy(dtype=np.float64)).tobytes())
+        for name, block in self.modalities.items():
+            if isinstance(block, Bags):  # files per patient and patch counts
+                digest.update(f"{name}:{self.kinds[name]}:bags".encode())
+                digest.update(json.dumps(block.paths).encode())
+                digest.update(np.ascontiguousarray(block.n_patches, dtype=np.int64).tobytes())
                 continue
-            digest.update(np.ascontiguousarray(frame.to_numpy(dtype=np.float64)).tobytes())
+            digest.update(f"{name}:{self.kinds[name]}:{'|'.join(map(str, block.columns))}".encode())
+            digest.update(np.ascontiguousarray(block.to_numpy(dtype=np.float64)).tobytes())
         if self.time is not None:
             digest.update(self.time.astype(np.float64).tobytes() + self.event.astype(np.int8).tobytes())
         return digest.hexdigest()
@@ -312,7 +313,7 @@ def build_pretrain_corpus(source: str, strategy: str, task, cohort: Cohort, spli
         modalities[wsi] = corpus_bags(cohort, wsi, parts, source, data_root, dx1_only)
     others = np.concatenate([p[1] for p in parts if p[0] != own]) if any(p[0] != own for p in parts) else []
     if len(others) and not any(modalities[m].loc[list(others)].notna().any().any() for m in columns) and not (
-            wsi is not None and modalities[wsi].loc[list(others), "n_patches"].notna().any()):
+            wsi is not None and modalities[wsi].select(others).has_bag().any()):
         raise DataError(f"pretraining corpus '{source}' shares no observed column with task '{task.name}'")
     return Corpus(source, strategy, patient_id, np.concatenate([np.full(len(p[1]), p[0], dtype=object) for p in parts]),
                   modalities, kinds,
@@ -322,13 +323,13 @@ def build_pretrain_corpus(source: str, strategy: str, task, cohort: Cohort, spli
 
 
 def corpus_bags(cohort: Cohort, wsi: str, parts: list[tuple], source: str, data_root: Path | None,
-                dx1_only: bool) -> pd.DataFrame:
-    """The bag table of a pooled corpus's patients (rows in the order of ``parts``).
+                dx1_only: bool) -> Bags:
+    """The bags of a pooled corpus's patients (rows in the order of ``parts``).
 
     Parameters
     ----------
     cohort : Cohort
-        The target cohort; its ``wsi`` table gives its own patients' rows.
+        The target cohort; its ``wsi`` bags give its own patients' rows.
     wsi : str
         Name of the cohort's wsi modality.
     parts : list of tuple
@@ -339,44 +340,32 @@ def corpus_bags(cohort: Cohort, wsi: str, parts: list[tuple], source: str, data_
 
     Returns
     -------
-    DataFrame, shape (n, 2), index ``patient_id``
-        ``bag_paths`` (str, ``''`` = none) and ``n_patches`` (float64, NaN =
-        no slide file). Another TCGA cohort's patient (``pancancer``) reads its
-        slides in the folder of the target's bags; in ``pan-cardio`` only the
-        target's own patients can have a bag.
+    Bags
+        n = all patients of ``parts``; no bag (``()``, 0 patches) = no slide
+        file. Another TCGA cohort's patient (``pancancer``) reads its slides in
+        the folder of the target's bags; in ``pan-cardio`` only the target's
+        own patients can have a bag.
 
     Raises
     ------
     DataError
         A slide file of another cohort exists but cannot be read.
     """
-    from benchmark.bags import wsi_frame
+    from benchmark.bags import build_bags
 
-    own_table = cohort.modalities[wsi]
+    own = cohort.modalities[wsi]
     patient_id = np.concatenate([p[1] for p in parts]).astype(str)
-    frame = own_table.reindex(patient_id)
-    frame["bag_paths"] = frame["bag_paths"].fillna("").astype(str)
-    folder = bag_folder(own_table)
-    others = ~np.isin(patient_id, own_table.index.astype(str))
+    bags = own.reindex(patient_id)
+    folder = own.folder()
+    others = ~np.isin(patient_id, own.patient_id)
     if source == "pancancer" and folder is not None and others.any():
         pool = pancancer_pool(str(data_root))
         slide_ids = np.concatenate([pool[code]["slide_ids"].reindex(ids).fillna("").astype(str).to_numpy()
                                     if "slide_ids" in pool[code] else np.full(len(ids), "", dtype=object)
                                     for code, ids, *_ in parts])
-        built = wsi_frame(patient_id[others], slide_ids[others], folder, dx1_only, require_any=False)
-        frame.loc[others, "bag_paths"] = built["bag_paths"].to_numpy()
-        frame.loc[others, "n_patches"] = built["n_patches"].to_numpy()
-    frame.index = pd.Index(patient_id, name="patient_id")
-    return frame[["bag_paths", "n_patches"]].astype({"bag_paths": str, "n_patches": np.float64})
-
-
-def bag_folder(table: pd.DataFrame) -> Path | None:
-    """The feature folder of a bag table: the directory of its first slide file (None when it has none)."""
-    for cell in table["bag_paths"].astype(str):
-        first = next((p for p in cell.split("|") if p), None)
-        if first:
-            return Path(first).parent
-    return None
+        built = build_bags(patient_id[others], slide_ids[others], folder, dx1_only, require_any=False)
+        bags = Bags.concat([bags.take(np.flatnonzero(~others)), built]).select(patient_id)
+    return bags
 
 
 @functools.lru_cache(maxsize=2)

@@ -1,7 +1,7 @@
 """Pretraining with slides: the strategies of :mod:`benchmark.pretrain.strategies` with a bag encoder.
 
 A corpus with a ``wsi`` modality (:attr:`benchmark.pretrain.corpus.Corpus.bag_modality`)
-carries a bag table; :func:`pretrain_with_slides` trains a baseline's tabular
+carries :class:`~benchmark.bags.Bags`; :func:`pretrain_with_slides` trains a baseline's tabular
 encoders **and** its bag encoder (e.g. :class:`~benchmark.nn.mil.ABMILEncoder`,
 ``PackedBags -> (n_bags, d_s)``) jointly, in place. Bags are read lazily, one
 step's patients at a time, with the MIL data path (:class:`~benchmark.nn.mil.BatchReader`:
@@ -12,7 +12,7 @@ features, never the corpus.
 
 Every strategy keeps its tabular terms exactly as defined in
 :mod:`benchmark.pretrain.strategies` (same masking, pairs, targets) and adds
-the slide terms below. A patient without a bag (NaN ``n_patches``) contributes
+the slide terms below. A patient without a bag (0 ``n_patches``) contributes
 only to the tabular terms: its bag embedding is zeroed where embeddings are
 concatenated, and it is left out of every pair and target that involves the
 slide.
@@ -72,7 +72,7 @@ READ_AHEAD = 16
 
 
 def corpus_bag_data(corpus) -> BagData:
-    """The corpus's bag table as :class:`~benchmark.nn.mil.BagData` (rows in corpus order).
+    """The corpus's bags as :class:`~benchmark.nn.mil.BagData` (rows in corpus order).
 
     Raises
     ------
@@ -81,8 +81,8 @@ def corpus_bag_data(corpus) -> BagData:
     """
     name = corpus.bag_modality
     if name is None:
-        raise MethodError("the pretraining corpus has no wsi modality (bag table)")
-    return BagData.from_frame(corpus.modalities[name])
+        raise MethodError("the pretraining corpus has no wsi modality (bags)")
+    return BagData(corpus.modalities[name])
 
 
 def hide_patches(bags: PackedBags, rate: float, generator: torch.Generator) -> tuple[PackedBags, torch.Tensor,
@@ -292,7 +292,7 @@ def _check(strategy: str, inputs: dict, bags: BagData, time, event) -> None:
     if bags.n < 2:
         raise MethodError(f"cannot pretrain on a corpus of {bags.n} patients")
     if any(len(v) != bags.n for v in inputs.values()):
-        raise MethodError("tabular corpus tensors and the bag table have different numbers of patients")
+        raise MethodError("tabular corpus tensors and the bags have different numbers of patients")
     if not (bags.lengths > 0).any():
         raise MethodError("no patient of the pretraining corpus has a slide file (other cohorts' features not prepared "
                           "in the same folder?): nothing to pretrain the bag encoder on; drop wsi from the modalities")
@@ -372,7 +372,7 @@ def pretrain_with_slides(encoders: nn.ModuleDict, bag_encoder: nn.Module, inputs
     params = list(encoders.parameters()) + list(bag_encoder.parameters()) + list(heads.parameters())
     optimiser = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     plan = step_plan(n, min(config.batch_size, n), config.steps, np.random.default_rng(config.seed))
-    store = open_bag_store(bags.bag_paths, bags.lengths, feature_dim, dev)  # each bag read once, if it fits
+    store = open_bag_store(bags.bags, feature_dim, dev)  # each bag read once, if it fits
     reader = BatchReader(bags, feature_dim, sample=config.bag_patches, rng=np.random.default_rng([config.seed, 1]),
                          store=store)
     has_bag_all = torch.from_numpy(bags.lengths > 0)

@@ -277,7 +277,7 @@ def pretrain_fold(task, spec, params: dict, cohort: Cohort, split, fold: int, co
                     slides=corpus.bag_modality is not None)
     path = Path(config.out) / ".pretrain-cache" / f"{key}.npz"
     if corpus.bag_modality is not None:
-        info["corpus_n_with_bags"] = int(corpus.modalities[corpus.bag_modality]["n_patches"].notna().sum())
+        info["corpus_n_with_bags"] = int(corpus.modalities[corpus.bag_modality].has_bag().sum())
     info.update({"corpus_source": corpus.source, "corpus_n": corpus.n, "corpus_sha256": digest,
                  "corpus_cohorts": sorted(set(map(str, corpus.cohort))), "excluded_patients": corpus.excluded,
                  "cache_key": key})

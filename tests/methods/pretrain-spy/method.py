@@ -1,4 +1,4 @@
-"""TEST method: its pretrained state is the list of patient ids (cohorts, bag paths) its pretrain received."""
+"""TEST method: its pretrained state is the list of patient ids (cohorts, bag files) its pretrain received."""
 
 import numpy as np
 
@@ -15,11 +15,14 @@ class PretrainSpy:
         self.cohorts = np.asarray(corpus.cohort, dtype=str)
         self.labelled = corpus.has_labels
         bags = corpus.modalities[corpus.bag_modality] if corpus.bag_modality else None
-        self.bag_paths = np.asarray([] if bags is None else bags["bag_paths"].astype(str), dtype=str)
+        # one entry per slide file of the corpus, and the corpus patient it was given to
+        self.bag_files = np.asarray([] if bags is None else [f for files in bags.paths for f in files], dtype=str)
+        self.bag_owner = np.asarray([] if bags is None else [pid for pid, files in zip(bags.patient_id, bags.paths)
+                                                               for _ in files], dtype=str)
 
     def pretrained_state(self):
         return {"patient_id": self.ids, "cohort": self.cohorts, "labelled": np.array([self.labelled]),
-                "bag_paths": self.bag_paths}
+                "bag_files": self.bag_files, "bag_owner": self.bag_owner}
 
     def load_pretrained(self, state, ctx):
         self.loaded = state
