@@ -6,11 +6,15 @@ Sources
     ``<data-root>/omics/tcga_<cohort>_all_clean.csv.zip`` (one row per slide,
     MCAT/PORPOISE/SurvPath curation). Rows are reduced to one per patient
     (``case_id``); a patient whose slides disagree on a label or a feature is
-    an error. ``censorship`` (1 = censored) is converted to ``event`` once,
-    here. DSS and PFI endpoints come from ``<data-root>/survpath/metadata/
-    tcga_<cohort>.csv``; patients without that endpoint are left out.
+    an error. ``censorship`` (1 = censored) is converted to ``event`` once.
+    DSS and PFI endpoints come from ``<data-root>/survpath/metadata/
+    tcga_<cohort>.csv``; patients without that endpoint are left out. A task
+    with a ``labels`` field reads its labels from a separate file instead.
+    The file is read by :func:`benchmark.rawfiles.read_tcga_patients`, the
+    pancancer pretraining corpus's reader too (same checks, same errors).
 ``survset``
-    SurvSet (Drysdale 2022) datasets shipped inside the ``SurvSet`` wheel.
+    SurvSet (Drysdale 2022) datasets shipped inside the ``SurvSet`` wheel,
+    read by :func:`benchmark.rawfiles.read_survset` (as the pan-cardio corpus).
 ``sksurv``
     scikit-survival's bundled datasets (e.g. ``load_breast_cancer``).
 ``csv``

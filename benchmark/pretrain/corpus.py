@@ -21,12 +21,17 @@ Sources
     ``<GENE>_cnv``, ``<GENE>_mut``; clinical ``age``, ``is_female``,
     ``oncotree_code``). A gene a cohort did not measure is **not observed**
     (NaN, ``Corpus.observed`` False), never filled with a value.
+    Each file is read by the task loader's reader
+    (:func:`benchmark.rawfiles.read_tcga_patients`): a file the loader would
+    refuse (a patient with a missing or negative time, a censorship other than
+    0/1, slides that disagree on a field) stops the corpus with the same error;
+    no patient is dropped in silence.
 ``pan-cardio``
     The five cardiovascular SurvSet cohorts (TRACE, grace, whas500, smarto,
     Framingham) pooled on the harmonised vocabulary of :data:`CARDIO_VARIABLES`
     (age, female sex, systolic/diastolic BP, BMI, diabetes, heart failure,
     total cholesterol, length of stay, heart rate); a variable a cohort lacks
-    is not observed.
+    is not observed. Read by :func:`benchmark.rawfiles.read_survset`, as the loader reads them.
 
 Encoder compatibility (how a corpus reaches the target task's encoders)
 ------------------------------------------------------------------------
