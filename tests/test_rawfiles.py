@@ -125,7 +125,8 @@ def test_the_corpus_pool_and_the_loader_agree_on_a_clean_synthetic_file(tmp_path
     cohort, pooled = load(), pool()["toy"]
     first = slides.drop_duplicates("case_id")
     assert cohort.patient_id.tolist() == pooled.index.tolist() == first["case_id"].tolist()
-    assert np.array_equal(cohort.time, pooled["time"].to_numpy()) and np.array_equal(cohort.time, first["survival_months"])
+    assert np.array_equal(cohort.time, pooled["time"].to_numpy())
+    assert np.array_equal(cohort.time, first["survival_months"])
     assert np.array_equal(cohort.event, pooled["event"].to_numpy())
     assert np.array_equal(cohort.event, 1 - first["censorship"].to_numpy())
     assert np.array_equal(cohort.groups["slide_ids"], pooled["slide_ids"].to_numpy())
