@@ -6,11 +6,15 @@ Sources
     ``<data-root>/omics/tcga_<cohort>_all_clean.csv.zip`` (one row per slide,
     MCAT/PORPOISE/SurvPath curation). Rows are reduced to one per patient
     (``case_id``); a patient whose slides disagree on a label or a feature is
-    an error. ``censorship`` (1 = censored) is converted to ``event`` once,
-    here. DSS and PFI endpoints come from ``<data-root>/survpath/metadata/
-    tcga_<cohort>.csv``; patients without that endpoint are left out.
+    an error. ``censorship`` (1 = censored) is converted to ``event`` once.
+    DSS and PFI endpoints come from ``<data-root>/survpath/metadata/
+    tcga_<cohort>.csv``; patients without that endpoint are left out. A task
+    with a ``labels`` field reads its labels from a separate file instead.
+    The file is read by :func:`benchmark.rawfiles.read_tcga_patients`, the
+    pancancer pretraining corpus's reader too (same checks, same errors).
 ``survset``
-    SurvSet (Drysdale 2022) datasets shipped inside the ``SurvSet`` wheel.
+    SurvSet (Drysdale 2022) datasets shipped inside the ``SurvSet`` wheel,
+    read by :func:`benchmark.rawfiles.read_survset` (as the pan-cardio corpus).
 ``sksurv``
     scikit-survival's bundled datasets (e.g. ``load_breast_cancer``).
 ``csv``
@@ -31,14 +35,11 @@ import pandas as pd
 from benchmark.bags import Bags
 from benchmark.cohort import Cohort, validate_labels
 from benchmark.errors import DataError
-from benchmark.integrity import check_label_conflicts, check_slide_owners, missing_as_nan, read_table
+from benchmark.integrity import missing_as_nan, read_table
+from benchmark.rawfiles import (TCGA_ENDPOINT_COLUMNS, TCGA_LABEL_NAMES, read_survset, read_tcga_endpoint,
+                                read_tcga_patients)
 from benchmark.task import TaskSpec
 
-TCGA_ENDPOINT_COLUMNS = {
-    "OS": ("survival_months", "censorship"),
-    "DSS": ("survival_months_dss", "censorship_dss"),
-    "PFI": ("survival_months_pfi", "censorship_pfi"),
-}
 
 
 def resolve_data_root(data_root: str | Path | None) -> Path | None:
@@ -259,49 +260,30 @@ def one_hot(values: pd.Series, prefix: str) -> pd.DataFrame:
 
 
 def _read_tcga(task: TaskSpec, root: Path | None, labels_root: Path | None = None) -> tuple[pd.DataFrame, str]:
+    """A TCGA task's patients through :func:`benchmark.rawfiles.read_tcga_patients` (the corpus's reader too).
+
+    Labels: a private labels file when the task has one, else the endpoint's
+    SurvPath metadata for DSS/PFI, else the cohort file's OS columns.
+    """
     omics = require_data_root(task, root, f"omics/tcga_{task.dataset}_all_clean.csv.zip")
-    slides = read_table(omics, low_memory=False)  # ids as text: '00017' stays '00017'
     if task.extra.get("labels"):
-        slides = _merge_private_labels(task, slides, labels_root)
-    for col in ("case_id", "slide_id", "site", "survival_months", "censorship"):
-        if col not in slides.columns:
-            raise DataError(f"{omics}: field '{col}' is missing")
-    slides = slides.drop(columns=[c for c in slides.columns if c.startswith("Unnamed")])
-    check_slide_owners(slides["case_id"], slides["slide_id"], omics, str(task.extra.get("slide_id_rule", "tcga-barcode")))
-    if task.endpoint != "OS":
+        labels = _read_private_labels(task, labels_root)
+    elif task.endpoint != "OS":
         if task.endpoint not in TCGA_ENDPOINT_COLUMNS:
             raise DataError(f"{task.path}: endpoint '{task.endpoint}' is not one of OS, DSS, PFI")
-        meta_path = require_data_root(task, root, f"survpath/metadata/tcga_{task.dataset}.csv")
-        t_col, c_col = TCGA_ENDPOINT_COLUMNS[task.endpoint]
-        meta = read_table(meta_path, usecols=["case_id", t_col, c_col]).dropna()
-        check_label_conflicts(meta, "case_id", [t_col, c_col], meta_path)
-        meta = meta.drop_duplicates("case_id")
-        slides = slides.drop(columns=["survival_months", "censorship"]).merge(
-            meta.rename(columns={t_col: "survival_months", c_col: "censorship"}), on="case_id", how="inner")
-    slide_ids = slides.groupby("case_id", sort=False)["slide_id"].agg(lambda s: "|".join(sorted(s)))
-    features = slides.drop(columns=["slide_id", "train"], errors="ignore")
-    width = features.groupby("case_id", sort=False).nunique(dropna=False).max()
-    conflicting = width[width > 1]
-    if len(conflicting):
-        col = conflicting.index[0]
-        counts = features.groupby("case_id", sort=False)[col].nunique(dropna=False)
-        raise DataError(f"{omics}: patient '{counts.idxmax()}' has slides that disagree on field '{col}'")
-    patients = features.drop_duplicates("case_id").reset_index(drop=True)
-    censorship = pd.to_numeric(patients["censorship"], errors="coerce")
-    bad = ~censorship.isin([0, 1])
-    if bad.any():
-        first = int(np.argmax(bad.to_numpy()))
-        raise DataError(f"{omics}: field 'censorship' must be 0 or 1 (1 = censored), got "
-                        f"{patients['censorship'].iloc[first]} for patient '{patients['case_id'].iloc[first]}'")
-    labels = pd.DataFrame({"patient_id": patients["case_id"], "time": patients["survival_months"],
-                           "event": 1 - censorship, "slide_ids": patients["case_id"].map(slide_ids)})
-    return pd.concat([patients, labels], axis=1), str(omics)
+        labels = read_tcga_endpoint(require_data_root(task, root, f"survpath/metadata/tcga_{task.dataset}.csv"),
+                                    task.endpoint)
+    else:
+        labels = None
+    patients = read_tcga_patients(omics, str(task.extra.get("slide_id_rule", "tcga-barcode")), labels)
+    return patients, str(omics)
 
 
-def _merge_private_labels(task: TaskSpec, slides: pd.DataFrame, labels_root: Path | None) -> pd.DataFrame:
-    """Attach labels kept apart from the inputs: ``<labels-root>/<labels>`` with case_id, survival_months, censorship.
+def _read_private_labels(task: TaskSpec, labels_root: Path | None) -> pd.DataFrame:
+    """Labels kept apart from the inputs: ``<labels-root>/<labels>`` with case_id, survival_months, censorship.
 
-    Patients of the inputs without a row in the labels file are left out.
+    Patients of the inputs without a row in the labels file are left out
+    (:func:`benchmark.rawfiles.tcga_patients`, ``labels``).
     """
     if labels_root is None:
         raise DataError(f"task '{task.name}' keeps its labels in a separate file '{task.extra['labels']}': "
@@ -315,8 +297,7 @@ def _merge_private_labels(task: TaskSpec, slides: pd.DataFrame, labels_root: Pat
             raise DataError(f"{path}: field '{col}' is missing")
     if labels["case_id"].duplicated().any():
         raise DataError(f"{path}: duplicate patient '{labels['case_id'][labels['case_id'].duplicated()].iloc[0]}'")
-    inputs = slides.drop(columns=["survival_months", "censorship"], errors="ignore")
-    return inputs.merge(labels[["case_id", "survival_months", "censorship"]], on="case_id", how="inner")
+    return labels[["case_id", "survival_months", "censorship"]]
 
 
 def label_names(task: TaskSpec) -> dict[str, str]:
@@ -327,7 +308,7 @@ def label_names(task: TaskSpec) -> dict[str, str]:
     ``event_column`` or ``censorship_column``).
     """
     if task.source == "tcga":
-        return {"time_name": "survival_months", "event_name": "event (1 - censorship)"}
+        return dict(TCGA_LABEL_NAMES)
     if task.source == "csv":
         return {"time_name": str(task.extra["time_column"]),
                 "event_name": str(task.extra.get("event_column") or task.extra["censorship_column"])}
@@ -385,15 +366,8 @@ def _read_csv(task: TaskSpec) -> tuple[pd.DataFrame, str]:
 
 
 def _read_survset(task: TaskSpec) -> tuple[pd.DataFrame, str]:
-    from SurvSet.data import SurvLoader
-
-    try:
-        frame = SurvLoader().load_dataset(task.dataset)["df"]
-    except Exception as exc:
-        raise DataError(f"SurvSet dataset '{task.dataset}' could not be loaded ({exc})") from None
-    frame = frame.rename(columns={"pid": "patient_id"})
-    frame["patient_id"] = frame["patient_id"].astype(str)
-    return frame, f"SurvSet:{task.dataset}"
+    """A SurvSet task's patients through :func:`benchmark.rawfiles.read_survset` (the pan-cardio corpus's reader too)."""
+    return read_survset(task.dataset), f"SurvSet:{task.dataset}"
 
 
 def _read_sksurv(task: TaskSpec) -> tuple[pd.DataFrame, str]:

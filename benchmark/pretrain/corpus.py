@@ -21,12 +21,17 @@ Sources
     ``<GENE>_cnv``, ``<GENE>_mut``; clinical ``age``, ``is_female``,
     ``oncotree_code``). A gene a cohort did not measure is **not observed**
     (NaN, ``Corpus.observed`` False), never filled with a value.
+    Each file is read by the task loader's reader
+    (:func:`benchmark.rawfiles.read_tcga_patients`): a file the loader would
+    refuse (a patient with a missing or negative time, a censorship other than
+    0/1, slides that disagree on a field) stops the corpus with the same error;
+    no patient is dropped in silence.
 ``pan-cardio``
     The five cardiovascular SurvSet cohorts (TRACE, grace, whas500, smarto,
     Framingham) pooled on the harmonised vocabulary of :data:`CARDIO_VARIABLES`
     (age, female sex, systolic/diastolic BP, BMI, diabetes, heart failure,
     total cholesterol, length of stay, heart rate); a variable a cohort lacks
-    is not observed.
+    is not observed. Read by :func:`benchmark.rawfiles.read_survset`, as the loader reads them.
 
 Encoder compatibility (how a corpus reaches the target task's encoders)
 ------------------------------------------------------------------------
@@ -89,8 +94,8 @@ import pandas as pd
 from benchmark.bags import Bags
 from benchmark.cohort import Cohort, take_rows
 from benchmark.errors import DataError
-from benchmark.integrity import (check_label_conflicts, check_slide_owners, is_missing_marker, missing_as_nan,
-                                 read_table)
+from benchmark.integrity import is_missing_marker, missing_as_nan
+from benchmark.rawfiles import read_survset, read_tcga_patients
 
 SOURCES = ("same-cohort", "pancancer", "pan-cardio")
 CARDIO_DATASETS = ("TRACE", "grace", "whas500", "smarto", "Framingham")
@@ -468,31 +473,34 @@ def _cardio_variable(raw: pd.DataFrame, column: str, code: tuple) -> np.ndarray:
 
 @functools.lru_cache(maxsize=2)
 def pancancer_pool(data_root: str) -> dict[str, pd.DataFrame]:
-    """Every TCGA cohort file under ``<data_root>/omics``, one row per patient (index ``case_id``).
+    """Every TCGA cohort file under ``<data_root>/omics``, one row per patient (index ``case_id``, str).
 
-    Columns: the file's clinical and molecular columns plus ``time``
-    (``survival_months``), ``event`` (``1 - censorship``) and ``slide_ids``
-    (the patient's slide ids, sorted, ``'|'``-joined). Cached per data
-    root within a process (loading the 14 files takes ~30 s on 2 cores).
+    Each file is read by :func:`benchmark.rawfiles.read_tcga_patients`, the
+    task loader's reader: the same checks and the same one-line error. A file
+    the loader would refuse (a patient with a missing or negative time, a
+    censorship other than 0/1, slides that disagree on a field or filed under
+    another patient) stops the corpus too; no row is dropped in silence.
+
+    Returns
+    -------
+    dict of str to DataFrame
+        Cohort code (``brca``, ...) -> the file's clinical and molecular
+        columns plus ``time`` (float64, ``survival_months``), ``event`` (int8,
+        ``1 - censorship``) and ``slide_ids`` (the patient's slide ids, sorted,
+        ``'|'``-joined), in the loader's patient order. Cached per data root
+        within a process (loading the 14 files takes ~30 s on 2 cores).
+
+    Raises
+    ------
+    DataError
+        No cohort file, or a file the task loader would refuse (names file, field and patient).
     """
     pool = {}
     for path in sorted(Path(data_root, "omics").glob("tcga_*_all_clean.csv.zip")):
         code = re.sub(r"^tcga_|_all_clean\.csv\.zip$", "", path.name)
-        slides = read_table(path, low_memory=False)  # the loader's checks: ids as text, slides, label rows
-        if "case_id" not in slides or "survival_months" not in slides or "censorship" not in slides:
-            raise DataError(f"{path}: fields case_id, survival_months and censorship are needed")
-        check_label_conflicts(slides, "case_id", ["survival_months", "censorship"], path)
-        if "slide_id" in slides:
-            check_slide_owners(slides["case_id"], slides["slide_id"], path)
-        patients = slides.drop_duplicates("case_id").set_index("case_id").copy()  # one block, not thousands
-        patients.index = patients.index.astype(str)
-        if "slide_id" in slides:
-            joined = slides.groupby("case_id", sort=False)["slide_id"].agg(lambda s: "|".join(sorted(map(str, s))))
-            joined.index = joined.index.astype(str)
-            patients["slide_ids"] = joined.reindex(patients.index).to_numpy()
-        patients = patients.assign(time=pd.to_numeric(patients["survival_months"], errors="coerce"),
-                                   event=1 - pd.to_numeric(patients["censorship"], errors="coerce"))
-        pool[code] = patients[patients["time"].notna() & patients["event"].isin([0, 1])]
+        patients = read_tcga_patients(path)
+        pool[code] = patients.drop(columns=["case_id", "patient_id"]).set_index(
+            pd.Index(patients["patient_id"].to_numpy(), name="case_id"))
     if not pool:
         raise DataError(f"no tcga_<cohort>_all_clean.csv.zip under {data_root}/omics")
     return pool
@@ -500,12 +508,13 @@ def pancancer_pool(data_root: str) -> dict[str, pd.DataFrame]:
 
 @functools.lru_cache(maxsize=1)
 def cardio_pool() -> dict[str, pd.DataFrame]:
-    """The five cardiovascular SurvSet cohorts, one row per patient (index ``pid``), with ``time``/``event``."""
-    from SurvSet.data import SurvLoader
+    """The five cardiovascular SurvSet cohorts, one row per patient (index ``pid``, str), with ``time``/``event``.
 
-    loader, pool = SurvLoader(), {}
+    Each dataset is read by :func:`benchmark.rawfiles.read_survset`, the task
+    loader's reader (same ids, same label checks).
+    """
+    pool = {}
     for name in CARDIO_DATASETS:
-        frame = loader.load_dataset(name)["df"]
-        frame = frame.assign(pid=frame["pid"].astype(str)).set_index("pid")
-        pool[name] = frame
+        frame = read_survset(name)
+        pool[name] = frame.set_index(pd.Index(frame.pop("patient_id").to_numpy(), name="pid"))
     return pool
