@@ -166,9 +166,10 @@ def _audit_tcga_files(task: TaskSpec, root: Path | None, report: AuditReport, ma
     """Label-row conflicts and slide owners of the cohort and endpoint files; returns the slide table."""
     from benchmark.integrity import label_conflicts, read_table, slide_owner_problems
     from benchmark.loaders import TCGA_ENDPOINT_COLUMNS, require_data_root
+    from benchmark.rawfiles import read_tcga_slides
 
     omics = require_data_root(task, root, f"omics/tcga_{task.dataset}_all_clean.csv.zip")
-    slides = read_table(omics, low_memory=False)
+    slides = read_tcga_slides(omics)  # the loader's reader; the audit lists every problem instead of the first
     for col in ("case_id", "slide_id"):
         if col not in slides.columns:
             raise DataError(f"{omics}: field '{col}' is missing")
