@@ -335,7 +335,7 @@ def leaderboard_table(
     """
     rows: list[dict] = []
     predictions: dict[str, dict[int, pd.DataFrame]] = {}
-    contexts = training_labels(runs, warnings)
+    contexts = training_labels(runs)
     for run in runs:
         try:
             folds = {f.fold: read_predictions(f.predictions_path) for f in run.folds}
@@ -534,7 +534,7 @@ def summarize_run(
     }
 
 
-def training_labels(runs: list[Run], warnings: list[str]) -> dict[tuple[str, str], dict | None]:
+def training_labels(runs: list[Run]) -> dict[tuple[str, str], dict | None]:
     """The training fold's labels of every (task, split set) of ``runs``, for the IPCW metrics' bootstrap.
 
     The store keeps each fold's test patients only; the training patients of
@@ -549,7 +549,7 @@ def training_labels(runs: list[Run], warnings: list[str]) -> dict[tuple[str, str
     dict
         ``(task, split_set)`` -> ``{"horizons": ndarray, "grid": ndarray, "folds": {k: (time, event)}}``,
         or None when the task, its split file or its cohort cannot be read
-        (one warning per task; those runs get t-intervals for the IPCW metrics).
+        (logged; those runs get t-intervals for the IPCW metrics).
     """
     from benchmark.errors import MMBenchError
     from benchmark.loaders import load_cohort, resolve_data_root
@@ -571,8 +571,9 @@ def training_labels(runs: list[Run], warnings: list[str]) -> dict[tuple[str, str
         except (MMBenchError, OSError) as err:
             labels.setdefault(task_name, None)
             out[key] = None
-            _warn(warnings, f"{task_name} / {split_set}: training labels unavailable ({err}); "
-                  "IPCW metrics get t-intervals over folds")
+            # not a skipped run: the rows say which interval they got (``<metric>_interval``, ᵗ on the pages)
+            log.info("%s / %s: training labels unavailable (%s); IPCW metrics get t-intervals over folds",
+                     task_name, split_set, err)
             continue
         table = labels[task_name]
         folds = {}

@@ -20,7 +20,7 @@ __all__ = ["Metric", "METRICS", "METRIC_NAMES", "HORIZON_METRICS", "INTERVALS", 
 PATIENT_BOOTSTRAP = "patient-bootstrap"
 FOLD_T = "fold-t"
 INTERVALS = {
-    PATIENT_BOOTSTRAP: "percentile interval of the fold-mean metric over patient-level resamples of each fold's "
+    PATIENT_BOOTSTRAP: "patient-level bootstrap, the percentile interval of the fold-mean metric over resamples of each fold's "
                        "test patients (Efron & Tibshirani 1993; the model, and the training fold's censoring "
                        "distribution, held fixed)",
     FOLD_T: "t-interval over folds, mean ± t(k-1) · sd / √k for k folds (Student); no interval with one fold",

@@ -86,3 +86,12 @@ def test_registry_names_an_interval_for_every_metric_and_drives_the_page_text():
     assert "500 resamples" in text and "90 %" in text
     assert "needs the test labels, risks, the training fold's labels (IPCW)" in interval_text(
         next(m for m in METRICS if m.name == "uno_c"))
+
+
+def test_page_cells_show_the_interval_its_method_and_no_interval_for_one_fold():
+    from benchmark.leaderboard import interval_suffix
+
+    assert interval_suffix(0.68, 0.74, PATIENT_BOOTSTRAP, 5) == " [0.680, 0.740]"
+    assert interval_suffix(0.68, 0.74, FOLD_T, 5) == " [0.680, 0.740]ᵗ"
+    assert interval_suffix(None, None, None, 1) == ", no interval (one fold)"
+    assert "± 0.000" not in interval_suffix(float("nan"), float("nan"), None, 1)
