@@ -30,7 +30,8 @@ from tabulate import tabulate
 
 from benchmark.errors import DataError, UndefinedMetricError
 from benchmark.method import is_reference_record
-from benchmark.metrics import bootstrap_ci, mean_sd, paired_bootstrap_diff
+from benchmark.metric_registry import FOLD_T, HORIZON_METRICS, INTERVALS, METRICS, PATIENT_BOOTSTRAP, interval_text
+from benchmark.metrics import FoldData, bootstrap_ci, fold_metric, mean_sd, paired_bootstrap_diff, t_interval
 from benchmark.protocol import DELTA_C_REFERENCE, PROTOCOL_NOTES
 from benchmark.published import is_synthetic
 from benchmark.results import SPLIT_SETS, Run, read_predictions, read_store
@@ -334,6 +335,7 @@ def leaderboard_table(
     """
     rows: list[dict] = []
     predictions: dict[str, dict[int, pd.DataFrame]] = {}
+    contexts = training_labels(runs)
     for run in runs:
         try:
             folds = {f.fold: read_predictions(f.predictions_path) for f in run.folds}
@@ -341,7 +343,8 @@ def leaderboard_table(
             _warn(warnings, f"{err}; run skipped")
             continue
         try:
-            row = summarize_run(run, folds, n_boot=n_boot, seed=seed, level=level)
+            row = summarize_run(run, folds, n_boot=n_boot, seed=seed, level=level,
+                                context=contexts.get((run.task, run.split_set)))
         except DataError as err:
             _warn(warnings, f"{run.dir}: {err}; run skipped")
             continue
@@ -450,9 +453,15 @@ _COLUMNS = [
     "transductive", "best_epoch_min", "epochs_run_max", "n_fits", "first_epoch_fits", "train_c_mean", "train_c_min", "val_c_mean", "synthetic",
     "source", "delta_c_folds", "rank_text", "entry_c_low", "entry_c_high", "flags",
 ]  # fmt: skip
+_COLUMNS += [c for m in METRICS for c in (f"{m.name}_mean", f"{m.name}_sd", f"{m.name}_ci_low", f"{m.name}_ci_high",
+                                           f"{m.name}_interval") if c not in _COLUMNS]
+_COLUMNS += ["brier_horizons", "brier_mean", "brier_ci_low", "brier_ci_high", "brier_interval"]
+"""Interval columns of every registry metric (``<name>_ci_low``, ``_ci_high``, ``_interval`` = the method used),
+appended; Brier @ horizons as lists, one value per horizon."""
+_LIST_COLUMNS = {"brier_horizons", "brier_mean", "brier_ci_low", "brier_ci_high"}
 _FLOAT_COLUMNS = {
     c for c in _COLUMNS if c.endswith(("_mean", "_sd", "_low", "_high", "_max", "_min")) or c == "delta_c"
-} - {"best_epoch_min", "epochs_run_max"}
+} - {"best_epoch_min", "epochs_run_max"} - _LIST_COLUMNS
 
 
 def summarize_run(
@@ -462,6 +471,7 @@ def summarize_run(
     n_boot: int = 1000,
     seed: int = 0,
     level: float = 0.95,
+    context: dict | None = None,
 ) -> dict:
     """One leaderboard row for one complete run.
 
@@ -472,7 +482,10 @@ def summarize_run(
     predictions : dict of int to DataFrame
         Fold -> that fold's predictions (:func:`benchmark.results.read_predictions`).
     n_boot, seed, level
-        Bootstrap settings for the Harrell C confidence interval.
+        Bootstrap settings of the metrics' intervals (:func:`metric_intervals`).
+    context : dict, optional
+        The task's horizons, grid and training labels (:func:`training_labels`); without it the IPCW
+        metrics get t-intervals over folds.
 
     Returns
     -------
@@ -483,15 +496,7 @@ def summarize_run(
     record = run.record
     metrics = [f.metrics for f in run.folds]
     profiles = [f.profile or {} for f in run.folds]
-    c_mean, c_sd = _mean_sd([m.get("harrell_c") for m in metrics])
-    uno_mean, uno_sd = _mean_sd([m.get("uno_c") for m in metrics])
-    ibs_mean, ibs_sd = _mean_sd([m.get("ibs") for m in metrics])
-    ci_low = ci_high = None
-    folds = [_labels_and_risk(predictions[f.fold]) for f in run.folds]
-    try:
-        ci_low, ci_high = bootstrap_ci(folds, metric="harrell_c", n_boot=n_boot, seed=seed, level=level)
-    except UndefinedMetricError:
-        pass
+    intervals = metric_intervals(run, predictions, context, n_boot=n_boot, seed=seed, level=level)
     undefined = "; ".join(
         f"fold {f.fold}: {name} ({reason})"
         for f in run.folds
@@ -509,17 +514,8 @@ def summarize_run(
         "val_is_test": run.val_is_test,
         "seed": record.get("seed"),
         "n_folds": len(run.folds),
-        "harrell_c_mean": c_mean,
-        "harrell_c_sd": c_sd,
-        "harrell_c_ci_low": _float(ci_low),
-        "harrell_c_ci_high": _float(ci_high),
-        "uno_c_mean": uno_mean,
-        "uno_c_sd": uno_sd,
-        "ibs_mean": ibs_mean,
-        "ibs_sd": ibs_sd,
+        **intervals,
         "brier_at_horizons": _brier_text(metrics),
-        "td_auc_mean_mean": _mean_sd([m.get("td_auc_mean") for m in metrics])[0],
-        "antolini_c_mean": _mean_sd([m.get("antolini_c") for m in metrics])[0],
         "fit_s_mean": _mean_sd([p.get("fit_s") for p in profiles])[0],
         "predict_samples_per_s_mean": _mean_sd([p.get("predict_samples_per_s") for p in profiles])[0],
         "peak_rss_mb_max": _max([p.get("peak_rss_mb") for p in profiles]),
@@ -536,6 +532,132 @@ def summarize_run(
         "synthetic": is_synthetic(record),
         "source": "published" if record.get("published") else "yours",
     }
+
+
+def training_labels(runs: list[Run]) -> dict[tuple[str, str], dict | None]:
+    """The training fold's labels of every (task, split set) of ``runs``, for the IPCW metrics' bootstrap.
+
+    The store keeps each fold's test patients only; the training patients of
+    fold k are read back from the task's pinned split file (``role = train``)
+    and their labels from the cohort (``$MMBENCH_DATA`` for TCGA tasks), as
+    the runner had them. :func:`summarize_run` checks them: a fold whose
+    metrics recomputed with them differ from its ``metrics.json`` falls back
+    to the t-interval.
+
+    Returns
+    -------
+    dict
+        ``(task, split_set)`` -> ``{"horizons": ndarray, "grid": ndarray, "folds": {k: (time, event)}}``,
+        or None when the task, its split file or its cohort cannot be read
+        (logged; those runs get t-intervals for the IPCW metrics).
+    """
+    from benchmark.errors import MMBenchError
+    from benchmark.loaders import load_cohort, resolve_data_root
+    from benchmark.splits import load_split_set
+    from benchmark.task import load_task
+
+    out: dict[tuple[str, str], dict | None] = {}
+    labels: dict[str, pd.DataFrame | None] = {}
+    for key in sorted({(r.task, r.split_set) for r in runs}):
+        task_name, split_set = key
+        try:
+            task = load_task(task_name)
+            if task_name not in labels:
+                cohort = load_cohort(task, resolve_data_root(None))
+                labels[task_name] = pd.DataFrame({"time": cohort.time.astype(np.float64),
+                                                  "event": cohort.event.astype(np.int8)},
+                                                 index=cohort.patient_id.astype(str))
+            split = load_split_set(task, split_set)
+        except (MMBenchError, OSError) as err:
+            labels.setdefault(task_name, None)
+            out[key] = None
+            # not a skipped run: the rows say which interval they got (``<metric>_interval``, ᵗ on the pages)
+            log.info("%s / %s: training labels unavailable (%s); IPCW metrics get t-intervals over folds",
+                     task_name, split_set, err)
+            continue
+        table = labels[task_name]
+        folds = {}
+        for k in split.folds:
+            members = [p for p in split.members(k, "train") if p in table.index]
+            part = table.loc[members]
+            folds[k] = (part["time"].to_numpy(np.float64), part["event"].to_numpy(np.int8))
+        out[key] = {"horizons": np.asarray(task.horizons, np.float64),
+                    "grid": np.asarray(task.time_grid, np.float64), "folds": folds}
+    return out
+
+
+def metric_intervals(run: Run, predictions: dict[int, pd.DataFrame], context: dict | None, *, n_boot: int,
+                     seed: int, level: float) -> dict:
+    """Mean, sd and interval of every registry metric of one run, as its registry entry says.
+
+    A ``patient-bootstrap`` metric is bootstrapped (:func:`benchmark.metrics.bootstrap_ci`) when every fold
+    holds what it needs (curves, training labels: ``context`` from :func:`training_labels`) and the metric
+    recomputed from them equals each fold's ``metrics.json`` value (|diff| <= 1e-9); otherwise, and for
+    ``fold-t`` metrics, the t-interval over folds (:func:`benchmark.metrics.t_interval`; none with one fold).
+
+    Returns
+    -------
+    dict
+        ``<name>_mean``, ``<name>_sd``, ``<name>_ci_low``, ``<name>_ci_high`` and ``<name>_interval``
+        (``patient-bootstrap``, ``fold-t`` or None) per metric; ``brier_horizons``, ``brier_mean``,
+        ``brier_ci_low``, ``brier_ci_high`` (lists, one value per horizon) and ``brier_interval``.
+    """
+    folds = []
+    for f in run.folds:
+        frame = predictions[f.fold]
+        train = (context or {}).get("folds", {}).get(f.fold) if context else None
+        grid = context["grid"] if context else None
+        curves = None
+        if "survival" in frame.columns and grid is not None and frame["survival"].notna().all():
+            stacked = np.stack(frame["survival"].to_numpy())
+            curves = stacked if stacked.shape[1] == grid.size else None
+        folds.append(FoldData.checked(
+            frame["time"].to_numpy(np.float64), frame["event"].to_numpy(np.int8), frame["risk"].to_numpy(np.float64),
+            patient_id=frame["patient_id"].to_numpy(str),
+            train_time=None if train is None else train[0], train_event=None if train is None else train[1],
+            survival=curves, grid=grid if curves is not None else None,
+            horizons=context["horizons"] if context else None, who=f"{run.dir} fold {f.fold}"))
+    out: dict = {}
+    for entry in METRICS:
+        values = [f.metrics.get(entry.name) for f in run.folds]
+        mean, sd = _mean_sd(values)
+        interval = None
+        if entry.interval == PATIENT_BOOTSTRAP and mean is not None and _bootstrappable(entry.name, folds, values):
+            try:
+                interval = bootstrap_ci(folds, metric=entry.name, n_boot=n_boot, seed=seed, level=level)
+            except UndefinedMetricError:
+                interval = None
+        if interval is None and mean is not None:
+            interval = t_interval(values, level)
+        out.update({f"{entry.name}_mean": mean, f"{entry.name}_sd": sd,
+                    f"{entry.name}_ci_low": None if interval is None else _float(interval.low),
+                    f"{entry.name}_ci_high": None if interval is None else _float(interval.high),
+                    f"{entry.name}_interval": None if interval is None else interval.method})
+    by_horizon: dict[float, list] = {}
+    for f in run.folds:
+        for horizon, value in (f.metrics.get("brier") or {}).items():
+            by_horizon.setdefault(float(horizon), []).append(value)
+    horizons = sorted(by_horizon)
+    means = [_mean_sd(by_horizon[h])[0] for h in horizons]
+    cis = [t_interval(by_horizon[h], level) for h in horizons]
+    out.update({"brier_horizons": horizons or None, "brier_mean": means or None,
+                "brier_ci_low": [None if c is None else c.low for c in cis] or None,
+                "brier_ci_high": [None if c is None else c.high for c in cis] or None,
+                "brier_interval": FOLD_T if any(c is not None for c in cis) else None})
+    return out
+
+
+def _bootstrappable(name: str, folds: list, values: list) -> bool:
+    """Every fold holds what ``name`` needs and reproduces its stored value (the inputs are the runner's)."""
+    for fold, stored in zip(folds, values):
+        if fold.missing(name) or stored is None:
+            return False
+        try:
+            if abs(fold_metric(name, fold) - float(stored)) > 1e-9:
+                return False
+        except (UndefinedMetricError, DataError):
+            return False
+    return True
 
 
 EARLY_EPOCHS = 3
@@ -865,7 +987,11 @@ def page_sections(table: pd.DataFrame, figures: dict | None = None) -> list[Sect
                 cells[header] = Cell(text, value, bold)
             harrell = cells[C_HEADER]
             sd, low, high = (_fmt(_num(row[k]), 3) for k in ("harrell_c_sd", "harrell_c_ci_low", "harrell_c_ci_high"))
-            cells[C_HEADER] = Cell(f"{harrell.text} ± {sd} [{low}, {high}]", harrell.sort, harrell.bold)
+            spread = f" ± {sd}" if (_num(row.get("n_folds")) or 0) > 1 else ""  # one fold: no sd, not "± 0.000"
+            cells[C_HEADER] = Cell(f"{harrell.text}{spread} [{low}, {high}]", harrell.sort, harrell.bold)
+            for header, name in _INTERVAL_CELLS.items():
+                cells[header] = _interval_cell(row, name, cells[header])
+            cells[BRIER_HEADER] = _brier_cell(row, cells[BRIER_HEADER])
             cells[DELTA_HEADER], crossed = _delta_cell(row, cells[DELTA_HEADER])
             crosses_zero |= crossed
             rows.append([cells[h] for h in HEADERS])
@@ -875,6 +1001,40 @@ def page_sections(table: pd.DataFrame, figures: dict | None = None) -> list[Sect
         sections.append(Section(task, split_set, published, reference, HEADERS, rows, crosses_zero, transductive,
                                 figures.get((task, split_set), [])))
     return sections
+
+
+_INTERVAL_CELLS = {"Uno C": "uno_c", "IBS": "ibs", "mean td-AUC": "td_auc_mean"}
+"""Page columns (besides Harrell C) that show a metric with its interval: header -> registry name."""
+T_MARK = "ᵗ"
+"""Marks a t-interval over folds (the fallback of :func:`metric_intervals`)."""
+
+
+def interval_suffix(low, high, method, n_folds) -> str:
+    """`` [0.680, 0.740]`` (``ᵗ`` appended for a t-interval over folds), ``, no interval (one fold)`` or ``""``."""
+    low, high = _num(low), _num(high)
+    if low is None or high is None:
+        return ", no interval (one fold)" if (_num(n_folds) or 0) == 1 else ""
+    return f" [{low:.3f}, {high:.3f}]" + (T_MARK if method == FOLD_T else "")
+
+
+def _interval_cell(row: pd.Series, name: str, cell: Cell) -> Cell:
+    if cell.sort is None:
+        return cell
+    suffix = interval_suffix(row.get(f"{name}_ci_low"), row.get(f"{name}_ci_high"), row.get(f"{name}_interval"),
+                             row.get("n_folds"))
+    return Cell(cell.text + suffix, cell.sort, cell.bold)
+
+
+def _brier_cell(row: pd.Series, cell: Cell) -> Cell:
+    """``12: 0.166 [0.150, 0.182]ᵗ · 36: …`` from the per-horizon lists (the mean text when they are absent)."""
+    horizons, means = row.get("brier_horizons"), row.get("brier_mean")
+    if horizons is None or means is None or not len(horizons):
+        return cell
+    lows, highs = row.get("brier_ci_low"), row.get("brier_ci_high")
+    parts = [f"{float(h):g}: {_fmt(_num(m), 3)}"
+             + (interval_suffix(lo, hi, row.get("brier_interval"), row.get("n_folds")) if _num(m) is not None else "")
+             for h, m, lo, hi in zip(horizons, means, lows, highs)]
+    return Cell(" · ".join(parts), cell.sort, cell.bold)
 
 
 def _training_text(row: pd.Series) -> str:
@@ -958,14 +1118,18 @@ def _intro_lines(n_boot: int, level: float, seed: int, runs_dir: Path) -> list[s
         "- Every metric is computed **per fold** on that fold's test patients only, by the runner "
         "(scikit-survival), then summarised as **mean ± sd over folds** (folds where a metric is undefined "
         "are left out of its mean).",
-        f"- **Harrell C [{pct} CI]**: the interval is a **patient-level bootstrap** ({n_boot} resamples of the "
-        f"test patients of each fold, seed {seed}) of the fold-mean C-index, from the stored predictions.",
         "- **Uno C** is truncated at the task horizon; **IBS** (integrated Brier score, lower is better) is "
         "integrated over the task's time grid; **mean td-AUC** is scikit-survival's weighted mean of the "
         "cumulative/dynamic AUC over the task horizons (each horizon weighted by the drop of the test fold's "
         "Kaplan-Meier survival there, not a plain average); **Brier @ horizons** is the Brier score at each "
-        "task horizon (`horizon: score`, mean over folds; lower is better), as papers report it at fixed times. IBS and td-AUC need survival curves: *n/a* means the method gives none or the metric is "
+        "task horizon (`horizon: score`, mean over folds; lower is better), as papers report it at fixed times. "
+        "IBS and Brier need survival curves: *n/a* means the method gives none or the metric is "
         "undefined on these folds (never read as 0).",
+        f"- **Intervals** ({pct}; bootstrap: {n_boot} resamples of the test patients of each fold, seed {seed}, "
+        "the same resamples for every metric), per metric as the metric registry says "
+        "(`benchmark/metric_registry.py`; `results.parquet` has `<metric>_ci_low`, `_ci_high` and `_interval`, "
+        f"the method used). {T_MARK} marks a t-interval over folds; one fold gives no interval.",
+        *[f"  - {interval_text(entry)}" for entry in METRICS + HORIZON_METRICS],
         "- **fit s** is the mean fit wall time per fold; **predict samples/s** the mean prediction throughput. "
         "Times are for the record; compare speed only as ratios measured on the same machine.",
         "- **peak RSS MiB** is the largest resident memory of the method's process over the folds; "
@@ -1296,8 +1460,8 @@ def _inline(text: str) -> str:
 
 
 def _markdownish_html(lines: list[str]) -> str:
-    paragraphs = [line for line in lines if line and not line.startswith("- ")]
-    items = [line[2:] for line in lines if line.startswith("- ")]
+    paragraphs = [line for line in lines if line and not line.lstrip().startswith("- ")]
+    items = [line.lstrip()[2:] for line in lines if line.lstrip().startswith("- ")]
     return "".join(f"<p>{_inline(p)}</p>" for p in paragraphs) + "<ul>" + "".join(
         f"<li>{_inline(i)}</li>" for i in items
     ) + "</ul>"

@@ -57,7 +57,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from benchmark.errors import DataError, UndefinedMetricError
-from benchmark.metric_registry import METRICS
+from benchmark.metric_registry import FOLD_T, METRIC_NAMES, METRICS, PATIENT_BOOTSTRAP
+from benchmark.metric_registry import metric as metric_entry
 
 TIED_TOL = 1e-8
 """Two risks closer than this count as tied (scikit-survival's ``tied_tol``)."""
@@ -800,24 +801,135 @@ def mean_sd(values) -> tuple[float, float]:
 
 @dataclass(frozen=True)
 class Interval:
-    """A bootstrap percentile interval; unpacks as ``low, high``.
+    """A confidence interval of a fold-averaged metric; unpacks as ``low, high``.
 
     Attributes
     ----------
     low, high : float
     n_boot : int
-        Replicates drawn.
+        Replicates drawn (0 for a t-interval).
     n_skipped : int
         Replicates skipped because the metric was undefined in some fold.
+    method : str
+        ``patient-bootstrap`` (:func:`bootstrap_ci`) or ``fold-t``
+        (:func:`t_interval`), the keys of :data:`benchmark.metric_registry.INTERVALS`.
     """
 
     low: float
     high: float
     n_boot: int
     n_skipped: int
+    method: str = PATIENT_BOOTSTRAP
 
     def __iter__(self):
         return iter((self.low, self.high))
+
+
+@dataclass(frozen=True)
+class FoldData:
+    """One fold as a bootstrap needs it: the test patients' labels and predictions, and the training labels.
+
+    Attributes
+    ----------
+    time : ndarray of float64, shape (n,)
+        Test times (task unit).
+    event : ndarray of bool, shape (n,)
+        Test events (True = observed).
+    risk : ndarray of float64, shape (n,)
+        Higher = shorter expected survival.
+    patient_id : ndarray of str, shape (n,), optional
+        Checked to hold each patient once.
+    train_time, train_event : ndarray, shape (n_train,), optional
+        The training fold's labels: the censoring distribution of the IPCW
+        metrics (Uno's C, td-AUC, IBS). None when not known.
+    survival : ndarray of float64, shape (n, T), optional
+        Predicted S(t) at ``grid``; None when the method gives no curves or
+        the store did not keep them.
+    grid : ndarray of float64, shape (T,), optional
+    horizons : ndarray of float64, shape (H,), optional
+        The task's horizons (td-AUC; Uno's C is truncated at the largest).
+    """
+
+    time: np.ndarray
+    event: np.ndarray
+    risk: np.ndarray
+    patient_id: np.ndarray | None = None
+    train_time: np.ndarray | None = None
+    train_event: np.ndarray | None = None
+    survival: np.ndarray | None = None
+    grid: np.ndarray | None = None
+    horizons: np.ndarray | None = None
+
+    @classmethod
+    def checked(cls, time, event, risk, *, patient_id=None, train_time=None, train_event=None, survival=None,
+                grid=None, horizons=None, who: str = "fold") -> "FoldData":
+        """Build a FoldData from array-likes, checked as :func:`evaluate_fold` checks them.
+
+        Raises
+        ------
+        DataError
+            Malformed labels, risks, curves, grid or horizons, or repeated patients.
+        """
+        t, e = _labels(time, event, who)
+        r = _scores(risk, t.size, f"{who} risk")
+        pid = None
+        if patient_id is not None:
+            _unique_patients(patient_id, t.size, who)
+            pid = np.asarray(patient_id).astype(str)
+        tt = te = None
+        if train_time is not None and train_event is not None:
+            tt, te = _labels(train_time, train_event, f"{who} train")
+        g = _times(grid, f"{who} grid") if grid is not None else None
+        s = _curves(survival, t.size, g) if survival is not None and g is not None else None
+        h = _times(horizons, f"{who} horizons") if horizons is not None else None
+        return cls(t, e, r, pid, tt, te, s, g, h)
+
+    def missing(self, name: str) -> str | None:
+        """What the fold lacks for a patient bootstrap of registry metric ``name`` (None: nothing)."""
+        entry = metric_entry(name)
+        lacks = []
+        if entry.needs_curves and (self.survival is None or self.grid is None):
+            lacks.append("survival curves")
+        if entry.needs_train_labels and (self.train_time is None or self.train_event is None):
+            lacks.append("training labels")
+        if name in ("uno_c", "td_auc_mean") and self.horizons is None:
+            lacks.append("horizons")
+        return " and ".join(lacks) or None
+
+    def rows(self, index: np.ndarray) -> "FoldData":
+        """The fold with test rows ``index`` (a resample); training labels unchanged."""
+        return FoldData(self.time[index], self.event[index], self.risk[index], None, self.train_time,
+                        self.train_event, None if self.survival is None else self.survival[index], self.grid,
+                        self.horizons)
+
+
+def fold_metric(name: str, fold: FoldData) -> float:
+    """Registry metric ``name`` of one fold, computed exactly as :func:`evaluate_fold` computes it.
+
+    Raises
+    ------
+    UndefinedMetricError
+        The metric has no value on this fold.
+    DataError
+        The fold lacks what the metric needs (:meth:`FoldData.missing`).
+    KeyError
+        Unknown metric name.
+    """
+    lacks = fold.missing(name)
+    if lacks:
+        raise DataError(f"{name} needs {lacks}, which the fold does not hold")
+    t, e, r = fold.time, fold.event, fold.risk
+    if name == "harrell_c":
+        return harrell_c(t, e, r)
+    if name == "uno_c":
+        return uno_c(fold.train_time, fold.train_event, t, e, r, float(fold.horizons.max()))
+    if name == "td_auc_mean":
+        return cumulative_dynamic_auc(fold.train_time, fold.train_event, t, e, r, fold.horizons)[1]
+    if name == "ibs":
+        return integrated_brier_score(fold.train_time, fold.train_event, t, e, fold.survival, fold.grid)
+    if name == "antolini_c":
+        return antolini_c(t, e, fold.survival, fold.grid)
+    raise KeyError(f"no fold value for metric '{name}'")
 
 
 def _fold_arrays(fold, k: int, who: str):
@@ -836,6 +948,13 @@ def _fold_arrays(fold, k: int, who: str):
     return pid, t, e, r
 
 
+def _fold_data(fold, k: int, who: str) -> FoldData:
+    if isinstance(fold, FoldData):
+        return fold
+    pid, t, e, r = _fold_arrays(fold, k, who)
+    return FoldData(t, e, r, pid)
+
+
 def _resample_indices(rng: np.random.Generator, sizes: Sequence[int], n_boot: int) -> list[np.ndarray]:
     """Per fold, (n_boot, n_k) patient indices drawn with replacement."""
     return [rng.integers(0, n, size=(n_boot, n)) for n in sizes]
@@ -848,16 +967,155 @@ def _counts(idx: np.ndarray, n: int) -> np.ndarray:
     return np.bincount(flat, minlength=b * n).reshape(b, n).astype(np.float64)
 
 
-def _harrell_replicates(t, e, r, idx: np.ndarray, chunk: int = 256) -> np.ndarray:
-    """Harrell's C of every resample (NaN where undefined), from pair matrices."""
-    comparable, credit = _concordance_matrices(t, e, r)
+def _pair_replicates(comparable: np.ndarray, credit: np.ndarray, idx: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """``w @ credit @ w / w @ comparable @ w`` per resample (NaN without a pair), w its patient counts."""
+    n = comparable.shape[0]
     out = np.empty(idx.shape[0])
     for start in range(0, idx.shape[0], chunk):
-        w = _counts(idx[start:start + chunk], t.size)
+        w = _counts(idx[start:start + chunk], n)
         pairs = np.einsum("bi,bi->b", w @ comparable, w)
         score = np.einsum("bi,bi->b", w @ credit, w)
         with np.errstate(invalid="ignore", divide="ignore"):
             out[start:start + chunk] = np.where(pairs > 0, score / pairs, np.nan)
+    return out
+
+
+def _harrell_replicates(t, e, r, idx: np.ndarray, chunk: int = 256) -> np.ndarray:
+    """Harrell's C of every resample (NaN where undefined), from pair matrices."""
+    comparable, credit = _concordance_matrices(t, e, r)
+    return _pair_replicates(comparable, credit, idx, chunk)
+
+
+def _censoring(fold: FoldData):
+    from sksurv.nonparametric import CensoringDistributionEstimator
+
+    return CensoringDistributionEstimator().fit(_surv(fold.train_time, fold.train_event))
+
+
+def _uno_replicates(fold: FoldData, idx: np.ndarray) -> np.ndarray:
+    """Uno's C of every resample, as :func:`uno_c` on the resampled rows (tested).
+
+    :func:`sksurv.metrics.concordance_index_ipcw` weights the earlier member i
+    of each Harrell pair by ``1 / G(T_i)^2`` (0 when ``T_i >= tau``), so a
+    resample with patient counts ``w`` gives
+    ``C = sum w_i w_j W_i credit_ij / sum w_i w_j W_i comparable_ij``;
+    ``G`` (training fold) does not change with the resample.
+    """
+    t, e = fold.time, fold.event
+    if not fold.train_event.any():
+        return np.full(idx.shape[0], np.nan)
+    tau = _uno_tau(fold.train_time, float(fold.horizons.max()))
+    before = t < tau
+    weight = np.zeros(t.size)
+    if before.any():
+        try:
+            weight[before] = np.square(_censoring(fold).predict_ipcw(_surv(t[before], e[before])))
+        except ValueError:  # G = 0 at an event time: uno_c fails on the fold as well
+            return np.full(idx.shape[0], np.nan)
+    comparable, credit = _concordance_matrices(t, e, fold.risk)
+    return _pair_replicates(comparable * weight[:, None], credit * weight[:, None], idx)
+
+
+def _td_auc_replicates(fold: FoldData, idx: np.ndarray, chunk: int = 128) -> np.ndarray:
+    """scikit-survival's mean cumulative/dynamic AUC of every resample, as :func:`cumulative_dynamic_auc` (tested).
+
+    At horizon t the AUC is ``sum_ij w_i w_j a_i c_j P_ij / (sum_i w_i a_i)(sum_j w_j c_j)`` with
+    ``a_i = [T_i <= t, event] / G(T_i)``, ``c_j = [T_j > t]``, ``P_ij`` 1 / 0.5 / 0 for risk i above /
+    tied with / below risk j; the mean weights the defined horizons by the drop of the resample's
+    Kaplan–Meier survival between them (weighted by patient counts).
+    """
+    t, e, r, h = fold.time, fold.event, fold.risk, fold.horizons
+    out = np.full(idx.shape[0], np.nan)
+    t_max = float(fold.train_time.max())
+    usable = h < t_max
+    if not fold.train_event.any() or not usable.any():
+        return out
+    hu = h[usable]
+    t_cut, e_cut = _within_follow_up(t, e, float(hu.max()), t_max)
+    try:
+        ipcw = _censoring(fold).predict_ipcw(_surv(t_cut, e_cut))
+    except ValueError:
+        return out
+    diff = r[:, None] - r[None, :]
+    above = np.where(np.abs(diff) <= TIED_TOL, 0.5, (diff > 0).astype(np.float64))
+    case = (t_cut[:, None] <= hu[None, :]) & e_cut[:, None]  # (n, H)
+    control = (t_cut[:, None] > hu[None, :]).astype(np.float64)
+    a = case * ipcw[:, None]
+    times = np.unique(t_cut)
+    at = np.searchsorted(times, t_cut)
+    step = np.searchsorted(times, hu, side="right") - 1  # last KM time <= horizon
+    for start in range(0, idx.shape[0], chunk):
+        w = _counts(idx[start:start + chunk], t.size)  # (B, n)
+        auc = np.empty((w.shape[0], hu.size))
+        for k in range(hu.size):
+            num = np.einsum("bi,bi->b", (w * a[:, k]) @ above, w * control[:, k])
+            den = (w @ a[:, k]) * (w @ control[:, k])
+            with np.errstate(invalid="ignore", divide="ignore"):
+                auc[:, k] = np.where(den > 0, num / den, np.nan)
+        # Kaplan-Meier of the resample (counts as weights) at the horizons
+        deaths = np.zeros((w.shape[0], times.size))
+        at_risk = np.zeros((w.shape[0], times.size))
+        np.add.at(deaths.T, at[e_cut], (w[:, e_cut]).T)
+        np.add.at(at_risk.T, at, w.T)
+        at_risk = np.cumsum(at_risk[:, ::-1], axis=1)[:, ::-1]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            factor = np.where(at_risk > 0, 1.0 - deaths / at_risk, 1.0)
+        km = np.cumprod(factor, axis=1)
+        surv = np.where(step >= 0, km[:, np.maximum(step, 0)], 1.0)  # (B, H)
+        defined = np.isfinite(auc)
+        n_defined = defined.sum(axis=1)
+        prev = np.ones(w.shape[0])
+        integral = np.zeros(w.shape[0])
+        last = np.ones(w.shape[0])
+        for k in range(hu.size):
+            ok = defined[:, k]
+            integral = np.where(ok, integral + np.nan_to_num(auc[:, k]) * (prev - surv[:, k]), integral)
+            prev = np.where(ok, surv[:, k], prev)
+            last = np.where(ok, surv[:, k], last)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(n_defined > 1, integral / (1.0 - last), np.nan)
+        single = n_defined == 1
+        mean[single] = np.nansum(np.where(defined[single], auc[single], 0.0), axis=1)
+        out[start:start + chunk] = mean
+    return out
+
+
+def _ibs_replicates(fold: FoldData, idx: np.ndarray) -> np.ndarray:
+    """Integrated Brier score of every resample, as :func:`integrated_brier_score` (tested).
+
+    The Brier score at a grid point is a mean of per-patient terms (Graf et al.
+    1999) whose censoring weights come from the training fold, so a resample
+    averages the same terms with its patient counts; the grid points kept are
+    those of :func:`brier_grid` for the resample's first and last test time.
+    """
+    t, e, s, g = fold.time, fold.event, fold.survival, fold.grid
+    out = np.full(idx.shape[0], np.nan)
+    t_max = float(fold.train_time.max())
+    usable = g < t_max
+    if not fold.train_event.any() or usable.sum() < 2:
+        return out
+    gu, su = g[usable], s[:, usable]
+    t_cut, e_cut = _within_follow_up(t, e, float(gu.max()), t_max)
+    censoring = _censoring(fold)
+    g_t = censoring.predict_proba(gu)
+    g_t[g_t == 0] = np.inf
+    g_y = censoring.predict_proba(t_cut)
+    g_y[g_y == 0] = np.inf
+    case = (t_cut[:, None] <= gu[None, :]) & e_cut[:, None]
+    control = t_cut[:, None] > gu[None, :]
+    terms = np.square(su) * case / g_y[:, None] + np.square(1.0 - su) * control / g_t[None, :]  # (n, T')
+    w = _counts(idx, t.size)
+    brier = w @ terms / t.size  # (B, T')
+    first, last = t[idx].min(axis=1), t[idx].max(axis=1)
+    kept = (gu[None, :] >= first[:, None]) & (gu[None, :] <= last[:, None])  # contiguous per resample
+    both = kept[:, 1:] & kept[:, :-1]
+    area = (both * np.diff(gu)[None, :] * (brier[:, 1:] + brier[:, :-1]) / 2.0).sum(axis=1)
+    n_kept = kept.sum(axis=1)
+    lo = np.where(n_kept > 0, gu[np.argmax(kept, axis=1)], np.nan)
+    hi = np.where(n_kept > 0, gu[gu.size - 1 - np.argmax(kept[:, ::-1], axis=1)], np.nan)
+    has_event = (w @ e.astype(np.float64)) > 0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = np.where((n_kept >= 2) & has_event, area / (hi - lo), np.nan)
     return out
 
 
@@ -871,12 +1129,37 @@ def _generic_replicates(metric: Callable, t, e, r, idx: np.ndarray) -> np.ndarra
     return out
 
 
-def _replicates(metric, t, e, r, idx) -> np.ndarray:
-    if metric == "harrell_c":
-        return _harrell_replicates(t, e, r, idx)
+def _registry_replicates(name: str, fold: FoldData, idx: np.ndarray) -> np.ndarray:
+    """:func:`fold_metric` on every resample (one call per replicate; the path of Antolini's C)."""
+    out = np.empty(idx.shape[0])
+    for b, rows in enumerate(idx):
+        try:
+            out[b] = fold_metric(name, fold.rows(rows))
+        except UndefinedMetricError:
+            out[b] = np.nan
+    return out
+
+
+_FAST = {
+    "harrell_c": lambda fold, idx: _harrell_replicates(fold.time, fold.event, fold.risk, idx),
+    "uno_c": _uno_replicates,
+    "td_auc_mean": _td_auc_replicates,
+    "ibs": _ibs_replicates,
+}
+"""Vectorised replicates, each tested equal to :func:`fold_metric` on the resampled rows."""
+
+
+def _replicates(metric, fold: FoldData, idx) -> np.ndarray:
     if callable(metric):
-        return _generic_replicates(metric, t, e, r, idx)
-    raise ValueError(f"bootstrap metric must be 'harrell_c' or a callable(time, event, risk), got {metric!r}")
+        return _generic_replicates(metric, fold.time, fold.event, fold.risk, idx)
+    if metric not in METRIC_NAMES:
+        raise ValueError(f"bootstrap metric must be a registry name ({', '.join(METRIC_NAMES)}) or a "
+                         f"callable(time, event, risk), got {metric!r}")
+    lacks = fold.missing(metric)
+    if lacks:
+        raise DataError(f"a patient bootstrap of {metric} needs {lacks}, which the fold does not hold")
+    fast = _FAST.get(metric)
+    return fast(fold, idx) if fast else _registry_replicates(metric, fold, idx)
 
 
 def _check_skipped(valid: np.ndarray) -> int:
@@ -894,29 +1177,38 @@ def bootstrap_ci(folds, metric="harrell_c", n_boot: int = 1000, seed: int = 0, l
     Each replicate resamples the test patients of every fold with replacement
     (same size as the fold), computes the metric per fold and averages over
     folds; the interval is the ``(1 - level) / 2`` and ``(1 + level) / 2``
-    percentiles of those averages (Efron & Tibshirani 1993). A replicate in
-    which the metric is undefined in any fold (e.g. a resample without a
-    comparable pair) is skipped and counted, rather than averaged over fewer
-    folds.
+    percentiles of those averages (Efron & Tibshirani 1993, *An Introduction
+    to the Bootstrap*, ch. 13). The fitted model and, for the IPCW metrics,
+    the training fold's censoring distribution are held fixed: the interval
+    reflects the sampling of test patients. A replicate in which the metric
+    is undefined in any fold (e.g. a resample without a comparable pair) is
+    skipped and counted, rather than averaged over fewer folds.
 
-    For ``metric="harrell_c"`` the replicates are computed at once from each
-    fold's pair matrices (a resample that takes patient i ``w_i`` times gives
-    ``C = sum w_i w_j credit_ij / sum w_i w_j comparable_ij``), which equals
-    :func:`harrell_c` on the resampled rows (tested).
+    A registry metric is computed with the definitions of
+    :func:`evaluate_fold` (scikit-survival; pycox for Antolini's C), so the
+    replicates are centred on the fold values of ``metrics.json``. Harrell's
+    and Uno's C, the mean td-AUC and the IBS are computed for all replicates
+    at once from per-patient terms weighted by the resample's patient counts
+    (e.g. Harrell: ``C = sum w_i w_j credit_ij / sum w_i w_j comparable_ij``),
+    each tested equal to the metric function on the resampled rows;
+    Antolini's C calls pycox once per replicate (slow).
 
     Parameters
     ----------
-    folds : list of tuple
-        Per fold ``(time, event, risk)`` arrays of shape (n_k,), or
+    folds : list of FoldData or tuple
+        Per fold a :class:`FoldData` (needed for every metric but Harrell's
+        C: it carries the training labels, curves and horizons), or
+        ``(time, event, risk)`` arrays of shape (n_k,), or
         ``(patient_id, time, event, risk)`` to also check one row per patient.
-    metric : "harrell_c" or callable
-        A callable ``metric(time, event, risk) -> float`` that raises
-        UndefinedMetricError when undefined (slow path: one call per fold and
-        replicate).
+    metric : str or callable
+        A name of :data:`benchmark.metric_registry.METRIC_NAMES`, or a
+        callable ``metric(time, event, risk) -> float`` that raises
+        UndefinedMetricError when undefined (one call per fold and replicate).
     n_boot : int
         Number of replicates.
     seed : int
-        Seed of ``numpy.random.default_rng``; fold k's indices are drawn k-th.
+        Seed of ``numpy.random.default_rng``; fold k's indices are drawn k-th
+        (the same resamples for every metric).
     level : float
         Coverage in (0, 1).
 
@@ -930,24 +1222,67 @@ def bootstrap_ci(folds, metric="harrell_c", n_boot: int = 1000, seed: int = 0, l
     UndefinedMetricError
         More than half of the replicates undefined.
     DataError
-        Malformed fold arrays or repeated patients.
+        Malformed fold arrays, repeated patients, or a fold without what the
+        metric needs (:meth:`FoldData.missing`).
     ValueError
         Unknown metric, ``n_boot < 1`` or ``level`` outside (0, 1).
     """
     if n_boot < 1 or not 0 < level < 1:
         raise ValueError(f"need n_boot >= 1 and 0 < level < 1, got n_boot={n_boot}, level={level}")
-    data = [_fold_arrays(fold, k, "folds") for k, fold in enumerate(folds)]
+    data = [_fold_data(fold, k, "folds") for k, fold in enumerate(folds)]
     if not data:
         raise DataError("bootstrap_ci needs at least one fold")
     rng = np.random.default_rng(seed)
-    idx = _resample_indices(rng, [d[1].size for d in data], n_boot)
-    per_fold = np.stack([_replicates(metric, t, e, r, i) for (_, t, e, r), i in zip(data, idx)])
+    idx = _resample_indices(rng, [d.time.size for d in data], n_boot)
+    per_fold = np.stack([_replicates(metric, d, i) for d, i in zip(data, idx)])
     valid = np.isfinite(per_fold).all(axis=0)
     skipped = _check_skipped(valid)
     means = per_fold[:, valid].mean(axis=0)
     alpha = (1.0 - level) / 2.0
     low, high = np.quantile(means, [alpha, 1.0 - alpha])
     return Interval(float(low), float(high), n_boot, skipped)
+
+
+def t_interval(values, level: float = 0.95) -> Interval | None:
+    """Student t-interval of the mean of per-fold values: ``mean ± t_{k-1, (1+level)/2} · sd / √k``.
+
+    The fallback where the stored folds do not allow a patient bootstrap
+    (Student 1908; folds are treated as k independent replicates of the
+    metric, which they are not quite, as the training folds overlap: the
+    interval is a rough guide, labelled as such on the leaderboard).
+
+    Parameters
+    ----------
+    values : iterable of float or None
+        Per-fold values; None (undefined) is left out.
+    level : float
+        Coverage in (0, 1).
+
+    Returns
+    -------
+    Interval or None
+        ``method="fold-t"``, ``n_boot=0``; None with fewer than two values
+        (one fold gives no interval, not "± 0").
+
+    Raises
+    ------
+    DataError
+        A NaN/inf value.
+    ValueError
+        ``level`` outside (0, 1).
+    """
+    from scipy.stats import t as student
+
+    if not 0 < level < 1:
+        raise ValueError(f"need 0 < level < 1, got {level}")
+    kept = np.array([v for v in values if v is not None], dtype=np.float64)
+    if not np.isfinite(kept).all():
+        raise DataError("per-fold metric values hold NaN/inf; undefined values must be None")
+    if kept.size < 2:
+        return None
+    half = float(student.ppf((1.0 + level) / 2.0, kept.size - 1) * kept.std(ddof=1) / np.sqrt(kept.size))
+    mean = float(kept.mean())
+    return Interval(mean - half, mean + half, 0, 0, FOLD_T)
 
 
 def paired_bootstrap_diff(folds_a, folds_b, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> dict:

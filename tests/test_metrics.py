@@ -436,6 +436,8 @@ def test_bootstrap_rejects_slide_rows_and_unknown_metric():
     with pytest.raises(DataError, match="patient 'P1' appears in 2 rows"):
         bootstrap_ci([(["P1", "P1", "P2"], [1, 1, 2], [1, 1, 0], [0.3, 0.2, 0.1])])
     with pytest.raises(ValueError, match="bootstrap metric"):
+        bootstrap_ci([synthetic_fold(0, 20)], metric="no_such_metric")
+    with pytest.raises(DataError, match="needs training labels"):  # IPCW: the censoring distribution
         bootstrap_ci([synthetic_fold(0, 20)], metric="uno_c")
 
 
