@@ -1243,7 +1243,7 @@ def bootstrap_ci(folds, metric="harrell_c", n_boot: int = 1000, seed: int = 0, l
     return Interval(float(low), float(high), n_boot, skipped)
 
 
-def t_interval(values, level: float = 0.95) -> Interval | None:
+def t_interval(values, level: float = 0.95, bounds: tuple[float, float] = (0.0, 1.0)) -> Interval | None:
     """Student t-interval of the mean of per-fold values: ``mean ± t_{k-1, (1+level)/2} · sd / √k``.
 
     The fallback where the stored folds do not allow a patient bootstrap
@@ -1257,6 +1257,10 @@ def t_interval(values, level: float = 0.95) -> Interval | None:
         Per-fold values; None (undefined) is left out.
     level : float
         Coverage in (0, 1).
+    bounds : (float, float)
+        Range of the metric; the interval is clipped to it (every metric in
+        :mod:`benchmark.metric_registry` lies in [0, 1]: a C-index interval
+        never ends above 1).
 
     Returns
     -------
@@ -1282,7 +1286,7 @@ def t_interval(values, level: float = 0.95) -> Interval | None:
         return None
     half = float(student.ppf((1.0 + level) / 2.0, kept.size - 1) * kept.std(ddof=1) / np.sqrt(kept.size))
     mean = float(kept.mean())
-    return Interval(mean - half, mean + half, 0, 0, FOLD_T)
+    return Interval(max(mean - half, bounds[0]), min(mean + half, bounds[1]), 0, 0, FOLD_T)
 
 
 def paired_bootstrap_diff(folds_a, folds_b, n_boot: int = 1000, seed: int = 0, level: float = 0.95) -> dict:

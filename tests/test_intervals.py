@@ -74,6 +74,8 @@ def test_t_interval_is_the_student_formula_and_none_with_one_fold():
     assert (ci.low, ci.high) == (pytest.approx(0.705 - half, abs=1e-12), pytest.approx(0.705 + half, abs=1e-12))
     assert half == pytest.approx(3.182446 * 0.0341565 / 2, abs=1e-5)  # t_{3, .975} = 3.1824
     assert t_interval([0.7]) is None and t_interval([0.7, None]) is None
+    near_one = t_interval([0.99, 0.98, 0.97])  # mean 0.98, half-width 0.0248: [0.955, 1.005] before clipping
+    assert near_one.high == 1.0 and near_one.low == pytest.approx(0.98 - student.ppf(0.975, 2) * 0.01 / np.sqrt(3))
 
 
 def test_registry_names_an_interval_for_every_metric_and_drives_the_page_text():
