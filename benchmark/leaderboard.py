@@ -20,7 +20,6 @@ from __future__ import annotations
 import html
 import logging
 import math
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,8 +31,11 @@ from benchmark.errors import DataError, UndefinedMetricError
 from benchmark.method import is_reference_record
 from benchmark.metric_registry import FOLD_T, HORIZON_METRICS, INTERVALS, METRICS, PATIENT_BOOTSTRAP, interval_text
 from benchmark.metrics import FoldData, bootstrap_ci, fold_metric, mean_sd, paired_bootstrap_diff, t_interval
-from benchmark.protocol import DELTA_C_REFERENCE, PROTOCOL_NOTES
+from benchmark.pages import CSS, JS, html_table, inline_html
+from benchmark.protocol import PROTOCOL_NOTES
 from benchmark.published import is_synthetic
+from benchmark.ranking import (DEFAULT_REFERENCE, NA, TRANSDUCTIVE_MARK, combine_seeds, entry_name,
+                               reference_method, tied_rank_texts)
 from benchmark.results import SPLIT_SETS, Run, read_predictions, read_store
 from benchmark.store import atomic_write_parquet, atomic_write_text
 
@@ -44,8 +46,6 @@ CLASSICAL_BASELINES = ("coxph", "coxnet", "rsf")
 
 PUBLISHED_MARK = "†"
 CROSSES_ZERO_MARK = "‡"
-TRANSDUCTIVE_MARK = "§"
-NA = "n/a"
 
 
 @dataclass(frozen=True)
@@ -253,11 +253,6 @@ def with_failed_rows(table: pd.DataFrame, failed: list[Run]) -> pd.DataFrame:
     return combined.drop(columns=["_split", "_failed"]).reset_index(drop=True)[_COLUMNS]
 
 
-DEFAULT_REFERENCE = DELTA_C_REFERENCE
-"""The Δ C reference when no method.toml declares ``reference = true`` (:data:`benchmark.protocol.DELTA_C_REFERENCE`,
-CoxPH on the clinical variables)."""
-
-
 def protocol_lines() -> list[str]:
     """The stated training protocol (:data:`benchmark.protocol.PROTOCOL_NOTES`), one logical line per paragraph or item."""
     lines: list[str] = []
@@ -269,27 +264,6 @@ def protocol_lines() -> list[str]:
         else:
             lines.append("")
     return lines
-
-
-def reference_method(folders: tuple[Path, ...] | None = None) -> str:
-    """Name of the declared classical reference: the baseline whose ``method.toml`` has ``reference = true``.
-
-    Falls back to :data:`DEFAULT_REFERENCE` when none (or several) declare it.
-    The choice never depends on test results.
-    """
-    import tomllib
-
-    folders = folders or (Path(__file__).resolve().parents[1] / "baselines",)
-    names = []
-    for folder in folders:
-        for manifest in sorted(Path(folder).glob("*/method.toml")):
-            try:
-                raw = tomllib.loads(manifest.read_text())
-            except (OSError, tomllib.TOMLDecodeError):
-                continue
-            if raw.get("reference") is True:
-                names.append(str(raw.get("name", manifest.parent.name)))
-    return names[0] if len(names) == 1 else DEFAULT_REFERENCE
 
 
 def is_classical(method: str) -> bool:
@@ -372,63 +346,6 @@ def leaderboard_table(
     for column in ("best_epoch_min", "epochs_run_max", "n_fits", "first_epoch_fits"):
         table[column] = pd.to_numeric(table[column], errors="coerce").astype("Int64")
     return table.reindex(columns=_COLUMNS)
-
-
-def combine_seeds(means, lows, highs, level: float = 0.95) -> tuple[float, float, float]:
-    """Mean and interval of one entry over its runs (seeds), seed variation included.
-
-    Each run gives a value with a patient-bootstrap interval; with one run
-    that interval is returned. With n runs the mean over runs has variance
-    ``mean(se_i²) + sd_seed² / n`` (the test patients are shared by every
-    seed, so the patient part does not shrink; the seed part does), where
-    ``se_i`` is run i's half-width / z. A normal interval with that variance
-    is returned.
-
-    Returns
-    -------
-    (mean, low, high) : floats (NaN when no run has a value)
-    """
-    from scipy.stats import norm
-
-    values = [(float(m), l, h) for m, l, h in zip(means, lows, highs) if m is not None and np.isfinite(float(m))]
-    if not values:
-        return float("nan"), float("nan"), float("nan")
-    if len(values) == 1:
-        m, l, h = values[0]
-        return m, float(l) if l is not None else float("nan"), float(h) if h is not None else float("nan")
-    z = norm.ppf(0.5 + level / 2)
-    mean = float(np.mean([v[0] for v in values]))
-    se = [(float(h) - float(l)) / (2 * z) for _, l, h in values if l is not None and h is not None
-          and np.isfinite(float(l)) and np.isfinite(float(h))]
-    sd_seed = float(np.std([v[0] for v in values], ddof=1))
-    half = z * math.sqrt((float(np.mean(np.square(se))) if se else 0.0) + sd_seed ** 2 / len(values))
-    return mean, mean - half, mean + half
-
-
-def tied_rank_texts(means: list[float], lows: list[float], highs: list[float]) -> list[str]:
-    """Ranks where only separated intervals count: rank = 1 + entries whose interval lies wholly above this one's.
-
-    Entries whose rank equals another's are shown tied (``=2``); an entry
-    without an interval is ranked by its mean alone.
-
-    Examples
-    --------
-    >>> tied_rank_texts([0.8, 0.7, 0.6], [0.75, 0.65, 0.40], [0.85, 0.76, 0.66])
-    ['1', '=2', '=2']
-    """
-    ranks = []
-    for i in range(len(means)):
-        above = 0
-        for j in range(len(means)):
-            if i == j or not np.isfinite(means[j]) or not np.isfinite(means[i]):
-                continue
-            if np.isfinite(lows[j]) and np.isfinite(highs[i]):
-                above += lows[j] > highs[i]
-            else:
-                above += means[j] > means[i]
-        ranks.append(above + 1 if np.isfinite(means[i]) else None)
-    counts = pd.Series([r for r in ranks if r is not None]).value_counts()
-    return [NA if r is None else (f"={r}" if counts[r] > 1 else str(r)) for r in ranks]
 
 
 def _tied_ranks(group: pd.DataFrame) -> pd.DataFrame:
@@ -754,7 +671,7 @@ def _delta_vs_classical(
     """Fill the Δ C columns of one (task, split set): paired difference to the declared classical reference.
 
     The reference is fixed before looking at any test fold: the method whose
-    ``method.toml`` says ``reference = true`` (:func:`reference_method`;
+    ``method.toml`` says ``reference = true`` (:func:`benchmark.ranking.reference_method`;
     CoxPH when none does). Choosing "the classical model with the highest
     mean test C" instead would be a winner's-curse bias against every other
     row. Its reference run is the plain run (no transfer setting) with the
@@ -1044,19 +961,6 @@ def _training_text(row: pd.Series) -> str:
     return f"{_fmt(_num(row.get('train_c_mean')), 3)} · {_fmt(_num(row.get('val_c_mean')), 3)} · {epoch}"
 
 
-def entry_name(row: pd.Series) -> str:
-    """The method name, its transfer setting in brackets and § when its pretraining was transductive.
-
-    What the pages show in the method column and what :func:`_rank` ranks by.
-    """
-    text = str(row["method"])
-    if isinstance(row.get("transfer"), str) and row["transfer"]:
-        text += f" [{row['transfer']}]"
-    if row.get("transductive") is True or row.get("transductive") == 1:
-        text += f" {TRANSDUCTIVE_MARK}"
-    return text
-
-
 def _method_cell(row: pd.Series) -> Cell:
     text = entry_name(row) + (" (SYNTHETIC)" if _true(row.get("synthetic")) else "")
     return Cell(text, text)
@@ -1313,47 +1217,6 @@ def _incomplete_row(run: Run) -> list[str]:
     ]
 
 
-_CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:2rem auto;max-width:1400px;
-padding:0 1rem;color:#1f2328;line-height:1.45}
-h1{border-bottom:1px solid #d0d7de;padding-bottom:.3rem}h2{margin-top:2.2rem;border-bottom:1px solid #eaeef2}
-.scroll{overflow:auto;max-width:100%;width:fit-content;max-height:80vh;margin:.6rem 0;border:1px solid #d0d7de}
-table{border-collapse:separate;border-spacing:0;font-size:.9rem}
-th,td{border-right:1px solid #d0d7de;border-bottom:1px solid #d0d7de;padding:.3rem .6rem;text-align:left;
-white-space:nowrap;background:#fff}
-th{background:#f6f8fa;cursor:pointer;user-select:none;position:sticky;top:0;z-index:2}th:hover{background:#eaeef2}
-table.board td:nth-child(1),table.board th:nth-child(1){position:sticky;left:0;z-index:1;min-width:2.5rem}
-table.board td:nth-child(2),table.board th:nth-child(2){position:sticky;left:2.5rem;z-index:1;
-box-shadow:2px 0 0 #d0d7de;max-width:22rem;white-space:normal}
-table.board th:nth-child(1),table.board th:nth-child(2){z-index:3}
-th.asc::after{content:" \\25B2"}th.desc::after{content:" \\25BC"}
-tr.published td{background:#fff8e5}.note{color:#57606a;margin:.2rem 0}code{background:#f6f8fa;padding:0 .2rem}
-figure{display:inline-block;vertical-align:top;margin:.5rem 1rem .5rem 0}figure img{max-width:640px;width:100%}
-figcaption{color:#57606a;font-size:.85rem}
-"""
-
-_JS = """
-document.querySelectorAll("table.sortable").forEach(function(table){
-  table.querySelectorAll("th").forEach(function(th,col){
-    th.addEventListener("click",function(){
-      var asc=!th.classList.contains("asc");
-      table.querySelectorAll("th").forEach(function(h){h.classList.remove("asc","desc");});
-      th.classList.add(asc?"asc":"desc");
-      var body=table.tBodies[0],rows=Array.prototype.slice.call(body.rows);
-      rows.sort(function(a,b){
-        var x=a.cells[col].getAttribute("data-sort"),y=b.cells[col].getAttribute("data-sort");
-        if(x===""&&y==="")return 0;if(x==="")return 1;if(y==="")return -1;
-        var nx=parseFloat(x),ny=parseFloat(y),r;
-        if(!isNaN(nx)&&!isNaN(ny)&&String(nx)===x&&String(ny)===y){r=nx-ny;}else{r=x.localeCompare(y);}
-        return asc?r:-r;
-      });
-      rows.forEach(function(r){body.appendChild(r);});
-    });
-  });
-});
-"""
-
-
 def render_html(
     sections: list[Section], incomplete: list[Run], warnings: list[str], *, n_boot: int, level: float, seed: int,
     runs_dir: Path, stale: list | None = None, skipped: list[list[str]] | None = None,
@@ -1372,7 +1235,7 @@ def render_html(
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         "<title>mmbench leaderboard</title>",
-        f"<style>{_CSS}</style></head><body>",
+        f"<style>{CSS}</style></head><body>",
         "<h1>mmbench leaderboard</h1>",
         '<p>Across tasks: <a href="verdict.html">verdict</a>.</p>',
         "<details><summary>How the numbers are computed (rank, Δ C, checks, marks)</summary>",
@@ -1390,7 +1253,7 @@ def render_html(
         if section.task != task:
             task = section.task
             out.append(f"<h2>{esc(task)}</h2>")
-        out.append(f"<h3>{_inline(_section_title(section))}</h3>")
+        out.append(f"<h3>{inline_html(_section_title(section))}</h3>")
         out.append('<div class="scroll"><table class="sortable board"><thead><tr>')
         out.extend(f"<th>{esc(h)}</th>" for h in section.headers)
         out.append("</tr></thead><tbody>")
@@ -1405,7 +1268,7 @@ def render_html(
                 out.append(f'<td data-sort="{esc(_sort_attr(cell.sort))}">{text}</td>')
             out.append("</tr>")
         out.append("</tbody></table></div>")
-        out.extend(f'<p class="note">{_inline(note)}</p>' for note in _section_notes(section))
+        out.extend(f'<p class="note">{inline_html(note)}</p>' for note in _section_notes(section))
         out.extend(f'<figure><img src="{esc(path)}" alt="{esc(caption)}" loading="lazy">'
                    f"<figcaption>{esc(caption)}</figcaption></figure>" for caption, path in section.figures)
     if incomplete:
@@ -1430,17 +1293,8 @@ def render_html(
         out.append("<h2>Skipped</h2><ul>")
         out.extend(f"<li>{esc(w)}</li>" for w in warnings)
         out.append("</ul>")
-    out.append(f"<script>{_JS}</script></body></html>")
+    out.append(f"<script>{JS}</script></body></html>")
     return "\n".join(out) + "\n"
-
-
-def html_table(headers: list[str], rows: list[list[str]]) -> str:
-    """A plain sortable HTML table (escaped text cells) inside a scrolling box."""
-    esc = html.escape
-    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
-    body = "".join("<tr>" + "".join(f'<td data-sort="{esc(str(c))}">{esc(str(c))}</td>' for c in row) + "</tr>"
-                   for row in rows)
-    return f'<div class="scroll"><table class="sortable"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
 def _sort_attr(value) -> str:
@@ -1451,17 +1305,9 @@ def _sort_attr(value) -> str:
     return str(value)
 
 
-def _inline(text: str) -> str:
-    """Escape text and turn Markdown **bold**, *italic* and `code` into HTML."""
-    text = html.escape(text)
-    text = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", text)
-    text = re.sub(r"(?<!\*)\*([^*]+?)\*(?!\*)", r"<em>\1</em>", text)
-    return re.sub(r"`([^`]+?)`", r"<code>\1</code>", text)
-
-
 def _markdownish_html(lines: list[str]) -> str:
     paragraphs = [line for line in lines if line and not line.lstrip().startswith("- ")]
     items = [line.lstrip()[2:] for line in lines if line.lstrip().startswith("- ")]
-    return "".join(f"<p>{_inline(p)}</p>" for p in paragraphs) + "<ul>" + "".join(
-        f"<li>{_inline(i)}</li>" for i in items
+    return "".join(f"<p>{inline_html(p)}</p>" for p in paragraphs) + "<ul>" + "".join(
+        f"<li>{inline_html(i)}</li>" for i in items
     ) + "</ul>"

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from benchmark.errors import DataError, MMBenchError
+from benchmark.ranking import entry_name
 from benchmark.results import Run, read_predictions
 
 __all__ = ["km_by_risk", "calibration_points", "km_plot", "calibration_plot", "forest_plot", "task_pictures"]
@@ -194,7 +195,6 @@ def task_pictures(table: pd.DataFrame, runs: list[Run], out_dir: Path,
 
     One run per entry is drawn (the lowest seed). Returns ``{(task, split set): [(caption, "plots/<file>.png")]}``.
     """
-    from benchmark.leaderboard import entry_name
     from benchmark.published import calibration_horizon, survival_at
     from benchmark.task import load_task
 

@@ -9,7 +9,7 @@ and the ablation's ``cells.csv`` (:mod:`benchmark.ablate`) and writes
   out): **mean rank** with its spread (sd, min–max), where a rank counts only
   the entries whose C interval lies wholly above (ties shown as ``=k``); and
   **win / tie / loss** against the task's declared classical reference: the
-  paired Δ C interval (seeds combined, :func:`benchmark.leaderboard.combine_seeds`)
+  paired Δ C interval (seeds combined, :func:`benchmark.ranking.combine_seeds`)
   lies above 0, crosses 0, or lies below 0;
 - the same for the ablation's strategies (strategy · regime) against
   ``none`` at the same task, method, label budget, fold and seed, from the
@@ -29,6 +29,8 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
+from benchmark.pages import CSS, JS, html_table, inline_html
+from benchmark.ranking import DEFAULT_REFERENCE, combine_seeds, entry_name, reference_method, tied_rank_texts
 from benchmark.store import atomic_write_text
 
 __all__ = ["MethodVerdict", "method_verdicts", "entry_deltas", "strategy_verdicts", "write_verdict"]
@@ -90,8 +92,6 @@ def entry_deltas(table: pd.DataFrame) -> pd.DataFrame:
         ``task`` (``task`` or ``task · split`` when not ``own``), ``entry``, ``rank`` (int), ``rank_text``,
         ``c``, ``delta``, ``low``, ``high``, ``seeds``, ``outcome`` (``win``, ``tie``, ``loss``, ``reference``).
     """
-    from benchmark.leaderboard import combine_seeds, entry_name
-
     columns = ["task", "entry", "rank", "rank_text", "c", "delta", "low", "high", "seeds", "outcome"]
     if table.empty:
         return pd.DataFrame(columns=columns)
@@ -151,7 +151,6 @@ def strategy_verdicts(cells: pd.DataFrame, n_boot: int = 1000) -> pd.DataFrame:
         reference). The interval of the mean C and of Δ C is a bootstrap over the (fold, seed) pairs.
     """
     from benchmark.ablate import bootstrap_mean_ci, paired_differences
-    from benchmark.leaderboard import tied_rank_texts
 
     cells = cells.assign(entry=np.where(cells["strategy"] == "none", "none",
                                         cells["strategy"] + " · " + cells["regime"]))
@@ -207,7 +206,6 @@ def _detail_rows(deltas: pd.DataFrame) -> list[list[str]]:
 def write_verdict(table: pd.DataFrame, out_dir: Path, *, cells_path: Path | None = ABLATION_CELLS,
                   pictures: bool = True) -> Path:
     """Write ``verdict.md``, ``verdict.html`` and the forest plots into ``out_dir``; returns the Markdown path."""
-    from benchmark.leaderboard import DEFAULT_REFERENCE, html_table, reference_method
     from benchmark.plots import forest_plot
 
     out_dir = Path(out_dir)
@@ -262,17 +260,15 @@ def write_verdict(table: pd.DataFrame, out_dir: Path, *, cells_path: Path | None
     path = out_dir / "verdict.md"
     atomic_write_text(path, "\n".join(md) + "\n")
     esc = html.escape
-    from benchmark.leaderboard import _CSS, _JS, _inline
-
     page = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">', "<title>mmbench verdict</title>",
-            f"<style>{_CSS}</style></head><body>", "<h1>mmbench verdict across tasks</h1>",
+            f"<style>{CSS}</style></head><body>", "<h1>mmbench verdict across tasks</h1>",
             '<p><a href="index.html">leaderboard</a></p>']
-    page += [f"<p>{_inline(line.removeprefix('- '))}</p>" for line in md[2:7] if line]
+    page += [f"<p>{inline_html(line.removeprefix('- '))}</p>" for line in md[2:7] if line]
     for title, headers, rows, picture in sections:
-        page.append(f"<h2>{_inline(title)}</h2>")
+        page.append(f"<h2>{inline_html(title)}</h2>")
         page.append(html_table(headers, rows))
         if picture:
             page.append(f'<figure><img src="{esc(picture)}" alt="{esc(title)}"></figure>')
-    page.append(f"<script>{_JS}</script></body></html>")
+    page.append(f"<script>{JS}</script></body></html>")
     atomic_write_text(out_dir / "verdict.html", "\n".join(page) + "\n")
     return path

@@ -69,20 +69,12 @@ def test_find_cycle_finds_a_planted_cycle():
     assert find_cycle({"a": {"b"}, "b": set()}) is None
 
 
-KNOWN_CYCLES = {frozenset({"benchmark.leaderboard", "benchmark.plots", "benchmark.verdict"})}
-"""Function-level cycles that arrived with the leaderboard pages (main at b942423), to be untangled there:
-leaderboard imports plots and verdict inside functions, which import helpers back from leaderboard."""
-
-
 def test_no_import_cycle_in_the_package():
     graph = import_graph()
     assert "benchmark.worker" in graph and "benchmark.pretrain.stage" in graph["benchmark.runner"]
-    known = set().union(*KNOWN_CYCLES)
-    rest = {m: {d for d in deps if not (m in known and d in known)} for m, deps in graph.items()}
-    cycle = find_cycle(rest)
+    assert {"benchmark.plots", "benchmark.verdict"} <= graph["benchmark.leaderboard"]  # function-level imports count
+    cycle = find_cycle(graph)
     assert cycle is None, " -> ".join(cycle)
-    for group in KNOWN_CYCLES:  # shrink the allowance when one is untangled
-        assert find_cycle({m: graph[m] & group for m in group}) is not None, f"{sorted(group)} no longer cycle"
 
 
 def test_no_module_level_import_cycle():

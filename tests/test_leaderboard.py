@@ -360,7 +360,7 @@ def test_delta_vs_declared_reference(board):
 
 
 def test_reference_is_declared_in_the_manifest(tmp_path):
-    from benchmark.leaderboard import reference_method
+    from benchmark.ranking import reference_method
 
     for name, declared in (("coxph", False), ("rsf", True), ("snn", False)):
         (tmp_path / name).mkdir()

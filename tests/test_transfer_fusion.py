@@ -141,7 +141,8 @@ def test_cardio_sex_codings_match_the_data():
 
 
 def test_leaderboard_marks_transfer_settings_and_transductive_runs(pooled, tmp_path):  # noqa: F811
-    from benchmark.leaderboard import TRANSDUCTIVE_MARK, build_leaderboard
+    from benchmark.leaderboard import build_leaderboard
+    from benchmark.ranking import TRANSDUCTIVE_MARK
 
     data_root, _ = pooled
     out = tmp_path / "runs"

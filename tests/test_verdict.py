@@ -13,8 +13,9 @@ import pandas as pd
 import pytest
 from test_leaderboard import TASK, parse_markdown_tables, row_of, write_run
 
-from benchmark.leaderboard import WRONG_SIGN, build_leaderboard, combine_seeds, tied_rank_texts
+from benchmark.leaderboard import WRONG_SIGN, build_leaderboard
 from benchmark.plots import calibration_points, km_by_risk
+from benchmark.ranking import combine_seeds, tied_rank_texts
 from benchmark.verdict import entry_deltas, method_verdicts, outcome, strategy_verdicts
 
 # ----------------------------------------------------------------------------- intervals and ranks
