@@ -30,7 +30,7 @@ import pandas as pd
 
 from benchmark.errors import DataError
 
-__all__ = ["Bags", "build_bags", "check_bags", "read_files", "features_dir", "features_provenance", "count_patches",
+__all__ = ["Bags", "build_bags", "check_bags", "feature_dim", "read_files", "features_dir", "features_provenance", "count_patches",
            "slide_stem", "is_dx1", "SLIDE_SUFFIXES", "SYNTHETIC_ENCODERS"]
 
 SLIDE_SUFFIXES = (".svs", ".tif", ".tiff", ".ndpi", ".mrxs", ".scn", ".bif")
@@ -384,6 +384,19 @@ def check_bags(value, name: str = "wsi") -> Bags:
     if not isinstance(value, Bags):
         raise DataError(f"modality '{name}' is not a bag modality (benchmark.bags.Bags), got {type(value).__name__}")
     return value
+
+
+def feature_dim(bags: Bags, name: str = "wsi") -> int:
+    """Width D of the patch features of a bag modality (what a method's encoder reads); see :meth:`Bags.feature_dim`.
+
+    The baselines call this form; a published run keys its method folder's code, so their files stay as they are.
+
+    Raises
+    ------
+    DataError
+        ``bags`` is not a :class:`Bags`, no patient has a slide file, or the file cannot be read.
+    """
+    return check_bags(bags, name).feature_dim()
 
 
 def read_files(files: tuple[str, ...] | list[str], out: np.ndarray | None = None) -> np.ndarray:

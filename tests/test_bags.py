@@ -93,6 +93,11 @@ def test_read_gives_the_files_rows_in_order_as_float32(three):
         three.read(0, np.zeros((4, 3), np.float32))
     assert three.has_bag().tolist() == [True, False, True] and three.lengths().tolist() == [5, 0, 4]
     assert three.feature_dim() == 3 and three.folder() == Path(three.paths[0][0]).parent
+    from benchmark.bags import feature_dim
+
+    assert feature_dim(three) == 3  # the form the baselines call
+    with pytest.raises(DataError, match="modality 'slides' is not a bag modality .*got DataFrame"):
+        feature_dim(pd.DataFrame({"x": [1.0]}), "slides")
 
 
 def test_read_and_feature_dim_name_an_unreadable_file(tmp_path):

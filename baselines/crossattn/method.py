@@ -32,6 +32,7 @@ from benchmark.features import TabularPreprocessor
 from benchmark.method import Prediction
 from benchmark.nn.discrete import discrete_prediction, discrete_targets, fit_bins, nll_objective, risk_from_hazards
 from benchmark.nn.encoders import SNN, GroupTokenizer, VariableTokenizer, gene_families, gene_groups
+from benchmark.bags import feature_dim
 from benchmark.nn.fusion import AttentionPool, CoAttention, _transformer
 from benchmark.nn.mil import BagCrossAttention, MILConfig, PatchEmbedding, bag_data, predict_mil, train_mil
 from benchmark.nn.heads import HazardHead
@@ -155,7 +156,7 @@ class CrossAttention:
         for m in train.modality_names(["rna"]):
             if m in self.query_modalities:
                 _, self.groups[m] = gene_groups(self.prep.columns[m], families, self.chunk_size, self.min_group_size)
-        self.in_dim = train.modalities[self.wsi].feature_dim()
+        self.in_dim = feature_dim(train.modalities[self.wsi])
         self.edges = fit_bins(*train.labels(), self.n_bins)
         self.config = MILConfig.from_params(**self.train_params, seed=ctx.seed, device=ctx.device)
         seed_everything(ctx.seed)

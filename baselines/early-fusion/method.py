@@ -33,6 +33,7 @@ modality only the tabular encoders are pretrained, as before.
 import numpy as np
 from torch import nn
 
+from benchmark.bags import feature_dim
 from benchmark.features import TabularPreprocessor
 from benchmark.method import TABULAR_KINDS, Prediction
 from benchmark.nn.discrete import discrete_prediction, discrete_targets, fit_bins, nll_objective, risk_from_hazards
@@ -115,7 +116,7 @@ class EarlyFusion(ModalityEncoderTransfer):
             return super().pretrain(corpus, ctx)
         prep, encoders, inputs, observed, config = self.pretrain_setup(corpus, ctx)
         bags = corpus_bag_data(corpus)
-        self.wsi_in_dim = corpus.modalities[corpus.bag_modality].feature_dim()
+        self.wsi_in_dim = feature_dim(corpus.modalities[corpus.bag_modality])
         wsi = bag_encoder(self.wsi_in_dim, self.wsi_dim, encoders.out_dim, self.dropout)
         self.pretrain_result = pretrain_with_slides(encoders.encoders, wsi, inputs, observed, bags, self.wsi_in_dim,
                                                     corpus.strategy, config, corpus.cohort, corpus.time, corpus.event,
@@ -147,7 +148,7 @@ class EarlyFusion(ModalityEncoderTransfer):
     def fit(self, train, val, ctx):
         self.wsi = next(iter(train.modality_names(["wsi"])), None)
         self.prep = TabularPreprocessor(max_features=self.max_features)
-        if train.modality_names(TABULAR_KINDS):  # fit(train, []) would fit every modality, the bags included
+        if train.modality_names(TABULAR_KINDS):  # fit(train, []) would fit every modality, the bag table included
             self.prep.fit(train, train.modality_names(TABULAR_KINDS))
         self.modalities = [m for m, d in self.prep.dims().items() if d > 0]
         if self.pretrained is not None:  # transfer: the pretrained encoders' columns, scaling re-fitted on train
@@ -194,7 +195,7 @@ class EarlyFusion(ModalityEncoderTransfer):
 
     def _fit_wsi(self, train, val, ctx):
         """With a wsi modality: pretrained tabular encoders and ABMIL branch (if any) transfer under the regime."""
-        self.in_dim = train.modalities[self.wsi].feature_dim()
+        self.in_dim = feature_dim(train.modalities[self.wsi])
         if self.pretrained_wsi is not None and self.wsi_in_dim != self.in_dim:
             raise MethodError(f"pretrained ABMIL branch reads {self.wsi_in_dim}-d patch features, "
                               f"the task's bags have {self.in_dim}")

@@ -43,6 +43,7 @@ from sksurv.util import Surv
 from torch import nn
 
 from benchmark.errors import MethodError
+from benchmark.bags import feature_dim
 from benchmark.features import TabularPreprocessor
 from benchmark.method import TABULAR_KINDS, Prediction
 from benchmark.nn.discrete import discrete_prediction, discrete_targets, fit_bins, nll_objective, risk_from_hazards
@@ -115,7 +116,7 @@ class LateFusion(ModalityEncoderTransfer):
     def fit(self, train, val, ctx):
         self.wsi = next(iter(train.modality_names(["wsi"])), None)
         self.prep = TabularPreprocessor(max_features=self.max_features)
-        if train.modality_names(TABULAR_KINDS):  # fit(train, []) would fit every modality, the bags included
+        if train.modality_names(TABULAR_KINDS):  # fit(train, []) would fit every modality, the bag table included
             self.prep.fit(train, train.modality_names(TABULAR_KINDS))
         self.modalities = [m for m, d in self.prep.dims().items() if d > 0]
         if self.pretrained is not None:  # transfer: the pretrained encoders' columns, scaling re-fitted on train
@@ -149,7 +150,7 @@ class LateFusion(ModalityEncoderTransfer):
         self.weights = self._fit_weights(val, ctx)
 
     def _fit_wsi(self, train, val, ctx):
-        self.in_dim = train.modalities[self.wsi].feature_dim()
+        self.in_dim = feature_dim(train.modalities[self.wsi])
         self.mil_config = MILConfig.from_params(**self.train_params, seed=ctx.seed, device=ctx.device)
         seed_everything(ctx.seed)
         self.models[self.wsi] = BagNet(self.in_dim, self.wsi_dim, self.dropout, len(self.edges) - 1)

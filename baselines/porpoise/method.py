@@ -10,6 +10,7 @@ goes through a ReLU layer to per-bin hazards (MCAT NLL).
 import torch
 from torch import nn
 
+from benchmark.bags import feature_dim
 from benchmark.features import TabularPreprocessor
 from benchmark.method import Prediction
 from benchmark.nn.discrete import discrete_prediction, fit_bins, nll_objective, risk_from_hazards
@@ -56,7 +57,7 @@ class Porpoise:
 
     def fit(self, train, val, ctx):
         self.wsi = train.modality_names(["wsi"])[0]
-        self.in_dim = train.modalities[self.wsi].feature_dim()
+        self.in_dim = feature_dim(train.modalities[self.wsi])
         tabular = train.modality_names(OMICS_KINDS) or train.modality_names(["clinical"])
         self.prep = TabularPreprocessor(max_features=self.max_features).fit(train, tabular)
         self.tabular = [m for m in tabular if self.prep.dims()[m] > 0]

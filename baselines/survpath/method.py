@@ -14,6 +14,7 @@ hazards (MCAT NLL).
 import torch
 from torch import nn
 
+from benchmark.bags import feature_dim
 from benchmark.errors import MethodError
 from benchmark.features import TabularPreprocessor
 from benchmark.method import Prediction
@@ -90,7 +91,7 @@ class SurvPath:
     def fit(self, train, val, ctx):
         self.wsi = train.modality_names(["wsi"])[0]
         self.rna = train.modality_names(["rna"])[0]
-        self.in_dim = train.modalities[self.wsi].feature_dim()
+        self.in_dim = feature_dim(train.modalities[self.wsi])
         self.prep = TabularPreprocessor(max_features=self.max_features).fit(train, [self.rna])
         self.group_names, groups = gene_groups(self.prep.columns[self.rna], gene_families(self.gene_groups, self.data_root),
                                                self.chunk_size, self.min_group_size)
