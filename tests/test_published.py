@@ -246,10 +246,9 @@ def test_the_shipped_store_carries_no_tcga_labels_and_ranking_joins_them_from_th
     assert tcga.any() and (~tcga).any()
     assert shipped.loc[tcga, "time"].isna().all()  # labels of the user's data root are never shipped
     assert shipped.loc[~tcga, "time"].notna().all()  # package-installed cohorts keep theirs
-    try:
-        resolve_data_root(None)
-    except DataError:
-        pytest.skip("the TCGA data root is absent: TCGA runs cannot be ranked here")
+    root = resolve_data_root(None)  # what read_published joins the labels from: $MMBENCH_DATA
+    if root is None or not (root / "omics").is_dir():
+        pytest.skip("$MMBENCH_DATA names no TCGA data root: TCGA runs cannot be ranked here")
     unpacked = read_published(store, tmp_path / "unpacked")
     tcga_runs = [r for r in unpacked.current if load_task(r.task).source == "tcga"]
     assert tcga_runs
