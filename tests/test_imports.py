@@ -146,3 +146,41 @@ def test_core_install_names_the_extra_for_slides(tmp_path):
     result = core_only(tmp_path, code)
     assert result.returncode == 2
     assert "mmbench slides needs the slides extra" in result.stderr and "[slides]" in result.stderr
+
+
+def readme_layers() -> dict[str, int]:
+    """``benchmark`` module (or package) -> its row in the README's module map (bottom layer = row 0)."""
+    import re
+
+    text = (REPO / "README.md").read_text()
+    table = text[text.index("| layer | module | owns |"):].split("\n\n")[0].splitlines()[2:]
+    rows = {}
+    for i, line in enumerate(table):
+        for name in re.findall(r"`([^`]+)`", line.split("|")[2]):
+            rows["benchmark." + name.removesuffix(".py").removesuffix("/").replace("/", ".")] = i
+    return rows
+
+
+def layer_violations(graph: dict[str, set[str]], rows: dict[str, int]) -> tuple[list[str], list[str]]:
+    """(modules missing from the map, ``"a imports b"`` where b sits in a higher row than a)."""
+    def row(module: str) -> int | None:
+        parts = module.split(".")
+        while parts:
+            if ".".join(parts) in rows:
+                return rows[".".join(parts)]
+            parts.pop()
+        return None
+
+    missing = sorted(m for m in graph if m != "benchmark" and row(m) is None)
+    upward = sorted(f"{a} imports {b}" for a, targets in graph.items() for b in targets
+                    if row(a) is not None and row(b) is not None and row(b) > row(a))
+    return missing, upward
+
+
+def test_the_readme_module_map_lists_every_module_and_imports_only_go_down():
+    rows = readme_layers()
+    assert rows["benchmark.errors"] == 0 and rows["benchmark.cli"] == max(rows.values())
+    missing, upward = layer_violations(import_graph(), rows)
+    assert missing == [] and upward == []
+    planted = {**import_graph(), "benchmark.store": {"benchmark.cli"}}  # a ground module reaching the top
+    assert layer_violations(planted, rows)[1] == ["benchmark.store imports benchmark.cli"]
