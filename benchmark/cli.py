@@ -106,7 +106,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         mean, sd = mean_sd(values) if any(v is not None for v in values) else (None, None)
         summary.append("n/a" if mean is None else f"{mean:.3f} ± {sd:.3f}")
     rows = [r[:3] + ["n/a" if v is None else f"{v:.3f}" for v in r[3:last]] + r[last:] for r in rows]
-    rows.append(summary + [""])
+    if len(rows) != 1:  # one fold has no spread to show (never "± 0.000")
+        rows.append(summary + [""])
     print(tabulate(rows, headers=["fold", "n", "events", *(metric.label for metric in METRICS), "status"]))
     print(f"results: {result.run_dir}")
     return report_failures(result)

@@ -35,7 +35,8 @@ from typing import Any
 
 from benchmark.errors import MethodError
 
-__all__ = ["ParamSpec", "RUNNER_PARAMS", "declared_params", "check_params", "check_value", "describe_params"]
+__all__ = ["ParamSpec", "RUNNER_PARAMS", "declared_params", "check_params", "check_value", "coerce_value",
+           "describe_params"]
 
 SCALAR_TYPES = ("int", "float", "bool", "str")
 LIST_TYPES = tuple(f"list[{t}]" for t in ("int", "float", "str"))
@@ -193,7 +194,31 @@ def check_value(spec: ParamSpec, value: Any) -> str | None:
     return None
 
 
-def check_params(declared: dict[str, ParamSpec], given: dict[str, Any], method: str, manifest: str | Path) -> None:
+def coerce_value(spec: ParamSpec, value: Any) -> Any:
+    """``value`` in the declared type where it came as text or as a single item of a list param.
+
+    ``--param alphas=1.0,2.0`` reaches the method as ``[1.0, 2.0]`` and
+    ``--param alphas=1`` as ``[1.0]`` (``alphas`` is a list param). A value
+    already of an accepted type (TOML-typed, e.g. ``lr=1e-3``) is passed as
+    given, so that a run's id, which hashes its params, does not change.
+    Call after :func:`check_value` has accepted ``value``.
+    """
+    for part in spec.type.split("|"):
+        try:
+            converted = _convert(part, value)
+        except (TypeError, ValueError):
+            continue
+        text_items = isinstance(value, (list, tuple)) and any(isinstance(v, str) for v in value)
+        if part != "str" and part != "list[str]" and (isinstance(value, str) or text_items):
+            return converted  # text from the command line
+        if part.startswith("list[") and not isinstance(value, (list, tuple)):
+            return converted  # one item given for a list param
+        return value
+    return value
+
+
+def check_params(declared: dict[str, ParamSpec], given: dict[str, Any], method: str,
+                 manifest: str | Path) -> dict[str, Any]:
     """Refuse unknown or ill-typed params (the overrides of ``--param`` and grid/ablation files).
 
     Raises
@@ -201,11 +226,19 @@ def check_params(declared: dict[str, ParamSpec], given: dict[str, Any], method: 
     MethodError
         One line: the first unknown param (with the closest declared names)
         or the first value that breaks its declaration.
+
+    Returns
+    -------
+    dict
+        ``given`` with each value in its declared type (:func:`coerce_value`):
+        what the method receives.
     """
+    checked = {}
     for name, value in given.items():
         if name in RUNNER_PARAMS:
             if not isinstance(value, (str, list)) or not value:
                 raise MethodError(f"param 'modalities' must be names or kinds like rna,clinical, got {value!r}")
+            checked[name] = value
             continue
         if name not in declared:
             close = difflib.get_close_matches(name, list(declared), n=3)
@@ -214,6 +247,8 @@ def check_params(declared: dict[str, ParamSpec], given: dict[str, Any], method: 
         problem = check_value(declared[name], value)
         if problem:
             raise MethodError(f"method '{method}': param '{name}' {problem} (declared in {manifest})")
+        checked[name] = coerce_value(declared[name], value)
+    return checked
 
 
 def describe_params(declared: dict[str, ParamSpec]) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import time
 from pathlib import Path
 
@@ -112,3 +113,15 @@ def test_a_shipped_method_is_found_from_another_folder_and_a_local_one_wins(tmp_
     local.mkdir(parents=True)
     (local / "method.toml").write_text((repo / "baselines" / "coxph" / "method.toml").read_text())
     assert load_spec("baselines/coxph").path.resolve() == local.resolve()
+
+
+def test_a_one_fold_run_shows_no_spread_and_a_text_list_param_is_typed(tmp_path, capsys):
+    repo = Path(__file__).resolve().parents[1]
+    args = ["run", "--task", "geo-gse1992", "--method", str(repo / "baselines" / "coxph"), "--folds", "0",
+            "--out", str(tmp_path), "--quiet"]
+    assert main([*args, "--param", "alphas=1.0,2.0"]) == 0  # before: the method got the text '1.0,2.0' and failed
+    out = capsys.readouterr().out
+    assert "± 0.000" not in out and "mean ± sd" not in out
+    assert re.search(r"^\s*0\s+25\s+7\s+0\.\d{3}", out, re.M)  # fold 0: 25 test patients, 7 events
+    assert main([*args, "--param", "alphas=[1.0, 2.0]"]) == 0  # the same params: the same run, reused
+    assert "skipped (done)" in capsys.readouterr().out

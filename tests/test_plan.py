@@ -12,7 +12,7 @@ import benchmark.plan as plan_module
 from benchmark.cli import main
 from benchmark.errors import MethodError
 from benchmark.method import load_spec
-from benchmark.params import ParamSpec, check_params, check_value, declared_params
+from benchmark.params import ParamSpec, check_params, check_value, coerce_value, declared_params
 from benchmark.plan import build_plan
 from benchmark.profiling import engine_hash
 from benchmark.runner import RunConfig, run
@@ -242,3 +242,18 @@ def test_run_refuses_a_manifest_with_an_unknown_field_as_validate_does(tmp_path)
     with pytest.raises(MethodError, match="unknown field 'colour'"):
         build_plan(RunConfig(task="cardio-trace", method=str(folder), out=tmp_path / "runs", folds=[0]))
     assert not (tmp_path / "runs").exists()
+
+
+def test_params_reach_the_method_in_their_declared_types(tmp_path):
+    alphas = ParamSpec("alphas", "list[float]", [0.1], (), 0, None, "")
+    assert coerce_value(alphas, "1.0,2.0") == [1.0, 2.0]  # --param alphas=1.0,2.0 (TOML reads it as text)
+    assert coerce_value(alphas, 1) == [1.0]  # one value for a list param
+    assert coerce_value(alphas, [1, 2]) == [1, 2]  # TOML-typed values pass as given: the run id stays put
+    assert coerce_value(ParamSpec("lr", "float", 1e-3, (), 0, None, ""), "0.01") == 0.01
+    assert coerce_value(ParamSpec("fusion", "str", "concat", (), None, None, ""), "gated") == "gated"
+    config = RunConfig(task="geo-gse1992", method=REPO / "baselines" / "coxph", folds=[0], out=tmp_path,
+                       params={"alphas": "1.0,2.0", "n_iter": "50"})
+    plan = build_plan(config, load_data=False)
+    assert plan.params["alphas"] == [1.0, 2.0] and plan.params["n_iter"] == 50
+    assert check_params(load_spec(REPO / "baselines" / "coxph").declared_params(), {"alphas": 10}, "coxph",
+                        "method.toml") == {"alphas": [10.0]}
