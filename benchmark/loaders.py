@@ -71,7 +71,8 @@ def label_sources(task: TaskSpec, data_root: str | Path | None = None,
     """Files and folders holding a task's survival labels, which method code must never read.
 
     A task with a ``labels`` field (private layout) keeps its labels in
-    ``<labels-root>/<labels>``: the whole labels root is returned. A public
+    ``<labels-root>/<labels>``: the whole labels root is returned. A csv
+    task (your own cohort) keeps them in its own file. A public
     TCGA task keeps them in its cohort file (and the SurvPath metadata for
     DSS/PFI). SurvSet and scikit-survival cohorts ship inside installed
     packages: their data folders (:func:`package_label_sources`) are returned
@@ -83,12 +84,41 @@ def label_sources(task: TaskSpec, data_root: str | Path | None = None,
     if task.extra.get("labels"):
         labels = resolve_labels_root(labels_root)
         return ([labels] if labels is not None else []) + packaged
+    if task.source == "csv":  # the user's own file holds time and event of every patient, test patients too
+        return [csv_path(task), *packaged]
     if task.source != "tcga" or root is None:
         return packaged
     paths = [root / "omics" / f"tcga_{task.dataset}_all_clean.csv.zip"]
     if task.endpoint != "OS":
         paths.append(root / "survpath" / "metadata" / f"tcga_{task.dataset}.csv")
     return [p for p in paths if p.exists()] + packaged
+
+
+def data_files(task: TaskSpec, data_root: str | Path | None = None,
+               labels_root: str | Path | None = None) -> list[Path]:
+    """The files a task's cohort is read from (inputs and labels), for the fold key.
+
+    A csv task's own file; a TCGA task's cohort file, its SurvPath endpoint
+    file (DSS/PFI) and its private labels file (if any). SurvSet and
+    scikit-survival cohorts ship inside packages whose versions the key holds
+    instead. Files that do not exist are left out (loading reports them).
+
+    Returns
+    -------
+    list of Path
+    """
+    if task.source == "csv":
+        files = [csv_path(task)]
+    elif task.source == "tcga" and (root := resolve_data_root(data_root)) is not None:
+        files = [root / "omics" / f"tcga_{task.dataset}_all_clean.csv.zip"]
+        if task.endpoint != "OS":
+            files.append(root / "survpath" / "metadata" / f"tcga_{task.dataset}.csv")
+        labels = resolve_labels_root(labels_root)
+        if task.extra.get("labels") and labels is not None:
+            files.append(labels / str(task.extra["labels"]))
+    else:
+        files = []
+    return [f for f in files if f.is_file()]
 
 
 def labels_public_note(task_name: str) -> str:

@@ -36,7 +36,7 @@ from benchmark.profiling import KEYED_PACKAGES, code_versions, engine_hash
 from benchmark.splits import SplitSet, load_split_set, structure_problems
 from benchmark.task import TaskSpec, load_task
 
-__all__ = ["RunPlan", "build_plan", "key_of", "engine_hash", "code_versions", "KEYED_PACKAGES", "resolve_device",
+__all__ = ["RunPlan", "build_plan", "data_fingerprint", "key_of", "engine_hash", "code_versions", "KEYED_PACKAGES", "resolve_device",
            "task_file_hash", "run_id_for"]
 
 
@@ -67,7 +67,9 @@ class RunPlan:
     config : RunConfig
         What the user asked for (out, data root, labels root, features, limits, in-process).
     cohort : Cohort
-        The task's cohort (not part of the key: the split hash and task file pin it).
+        The task's cohort (the key holds its fingerprint, ``data_sha256``, not the cohort).
+    data_sha256 : str
+        :func:`data_fingerprint` of the files the cohort was read from ("" when no data was loaded).
     """
 
     task: TaskSpec
@@ -82,6 +84,7 @@ class RunPlan:
     run_id: str
     config: Any
     cohort: Cohort = field(repr=False, compare=False)
+    data_sha256: str = ""
 
     @property
     def run_dir(self) -> Path:
@@ -100,6 +103,7 @@ class RunPlan:
             "method_code": self.method.code_hash(),
             "params": self.params,
             "task_file_sha256": task_file_hash(self.task),
+            "data_sha256": self.data_sha256,
             "split": self.split.name,
             "split_sha256": self.split.sha256,
             "seed": self.seed,
@@ -145,6 +149,39 @@ def resolve_device(device: str) -> str:
 def task_file_hash(task: TaskSpec) -> str:
     """sha256 of the task file's bytes (recorded in run.json and part of the run id)."""
     return hashlib.sha256(task.path.read_bytes()).hexdigest()
+
+
+def data_fingerprint(files: list[Path], cohort: Cohort | None, pooled: list[Path] = ()) -> str:
+    """sha256 of everything a fold's data comes from: file contents, and the patch-feature files' stats.
+
+    Parameters
+    ----------
+    files : list of Path
+        The task's own input and label files (:func:`benchmark.loaders.data_files`), hashed by content:
+        editing your cohort's CSV recomputes the folds instead of reusing them.
+    cohort : Cohort or None
+        Its ``wsi`` bags are fingerprinted by file name, size and modification time (bags can be
+        gigabytes; ``mmbench slides prepare`` rewrites a file it changes).
+    pooled : list of Path
+        Other cohorts' files a pretraining corpus reads (``pancancer``), hashed by content.
+
+    Returns
+    -------
+    str
+        sha256 hex; "" when there is nothing to fingerprint (a package-shipped cohort without bags: the
+        key's package versions pin it).
+    """
+    digest = hashlib.sha256()
+    for path in [*files, *pooled]:
+        digest.update(f"{Path(path).name}:{hashlib.sha256(Path(path).read_bytes()).hexdigest()}\n".encode())
+    if cohort is not None:
+        for name in cohort.modality_names(["wsi"]):
+            for files_of_patient in cohort.modalities[name].paths:
+                for path in files_of_patient:
+                    info = Path(path).stat()
+                    digest.update(f"{Path(path).name}:{info.st_size}:{info.st_mtime_ns}\n".encode())
+    empty = not files and not pooled and (cohort is None or not cohort.modality_names(["wsi"]))
+    return "" if empty else digest.hexdigest()
 
 
 def run_id_for(split_set: str, seed: int, spec: MethodSpec, params: dict[str, Any], task_hash: str = "") -> str:
@@ -237,8 +274,17 @@ def build_plan(config, cohort: Cohort | None = None, *, load_data: bool = True) 
 
         transfer["pretrain_corpus"] = default_source(task)
     run_id = run_id_for(split.name, config.seed, spec, params, task_file_hash(task))
+    data_sha256 = ""
+    if cohort is not None:
+        from benchmark.loaders import data_files
+
+        root = resolve_data_root(config.data_root)
+        pooled = (sorted((root / "omics").glob("tcga_*_all_clean.csv.zip"))
+                  if settings.pretrains and transfer["pretrain_corpus"] == "pancancer" and root is not None else [])
+        data_sha256 = data_fingerprint(data_files(task, root, config.labels_root), cohort, pooled)
     return RunPlan(task=task, method=spec, params=params, modalities=modalities, split=split, folds=folds,
-                   seed=config.seed, device=device, transfer=transfer, run_id=run_id, config=config, cohort=cohort)
+                   seed=config.seed, device=device, transfer=transfer, run_id=run_id, config=config, cohort=cohort,
+                   data_sha256=data_sha256)
 
 
 def missing_policy(spec: MethodSpec) -> str:

@@ -173,8 +173,9 @@ def host_info(device: str) -> dict[str, object]:
 
 
 PACKAGE = Path(__file__).resolve().parent
-KEYED_PACKAGES = ("torch", "scikit-survival", "pycox")
-"""Packages whose version is part of every fold key (they decide model fits and metrics)."""
+KEYED_PACKAGES = ("torch", "scikit-survival", "pycox", "SurvSet")
+"""Packages whose version is part of every fold key (they decide model fits and metrics; SurvSet ships
+the cardiovascular and GEO cohorts, so its version pins their data)."""
 
 
 def engine_hash(package: Path = PACKAGE) -> str:

@@ -192,3 +192,27 @@ def test_make_splits_refuses_a_cohort_with_too_few_events(tmp_path, monkeypatch,
     assert main(["tasks", "make-splits", "my-cohort"]) == 2
     assert "24 events among 240 patients; 5 folds need at least 25" in capsys.readouterr().err
     assert not (tmp_path / "splits" / "my-cohort.csv").exists()
+
+
+def test_editing_the_cohort_file_recomputes_the_folds_and_method_code_cannot_read_it(tmp_path, monkeypatch, capsys):
+    from benchmark.loaders import label_sources
+
+    tasks = tmp_path / "my-tasks"
+    write_task(tasks)
+    monkeypatch.setenv("MMBENCH_TASKS", str(tasks))
+    assert main(["tasks", "make-splits", "my-cohort"]) == 0
+    assert tasks / "my_cohort.csv" in label_sources(load_task("my-cohort"))  # forbidden to the fold's sandbox
+    args = ["run", "--task", "my-cohort", "--method", str(REPO / "baselines" / "coxph"), "--out", str(tmp_path / "runs"),
+            "--folds", "0", "--quiet"]
+    assert main(args) == 0
+    first = next((tmp_path / "runs").rglob("metrics.json"))
+    c_before = pd.read_json(first, typ="series")["harrell_c"]
+    assert main(args) == 0 and "skipped (done)" in capsys.readouterr().out  # same data: reused
+    frame = pd.read_csv(tasks / "my_cohort.csv")
+    frame["survival_months"] = frame["survival_months"].to_numpy()[::-1]  # the times reversed across patients
+    frame.to_csv(tasks / "my_cohort.csv", index=False)
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "skipped (done)" not in out  # the fold key holds the file's content: recomputed, not reused
+    c_after = pd.read_json(next((tmp_path / "runs").rglob("metrics.json")), typ="series")["harrell_c"]
+    assert c_after != pytest.approx(c_before, abs=1e-6)
