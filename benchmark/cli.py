@@ -58,9 +58,23 @@ def parse_folds(text: str | None) -> list[int] | None:
     if text is None:
         return None
     try:
-        return [int(f) for f in text.split(",") if f.strip()]
+        folds = [int(f) for f in text.split(",") if f.strip()]
     except ValueError:
         raise MMBenchError(f"--folds expects comma-separated integers, got '{text}'") from None
+    if len(set(folds)) != len(folds):
+        raise MMBenchError(f"--folds names a fold twice: '{text}'")
+    return folds
+
+
+def seed_value(text: str) -> int:
+    """``--seed``: an integer >= 0 (the run id and every RNG take it)."""
+    try:
+        seed = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expects an integer >= 0, got '{text}'") from None
+    if seed < 0:
+        raise argparse.ArgumentTypeError(f"expects an integer >= 0, got {seed}")
+    return seed
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -98,7 +112,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     rows = []
     for fold, m in sorted(result.fold_metrics.items()):
         rows.append([fold, m.get("n"), m.get("n_events"), *(m.get(metric.name) for metric in METRICS),
-                     "skipped (done)" if fold in result.skipped else ""])
+                     fold_status(result.run_dir / f"fold_{fold}", fold in result.skipped)])
     last = 3 + len(METRICS)
     summary = ["mean ± sd", "", ""]
     for col in range(3, last):
@@ -111,6 +125,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(tabulate(rows, headers=["fold", "n", "events", *(metric.label for metric in METRICS), "status"]))
     print(f"results: {result.run_dir}")
     return report_failures(result)
+
+
+def fold_status(fold_dir: Path, skipped: bool) -> str:
+    """The status cell of a fold in ``mmbench run``'s table: reused, and the fit checks of its profile.json.
+
+    ``"stopped at epoch 1"`` (a model restored at its first epochs did not train) and ``"train C ... <= 0.5"``
+    come from :func:`benchmark.fitcheck.fit_flags`, as on the leaderboard.
+    """
+    import json
+
+    from benchmark.fitcheck import fit_flags
+
+    notes = ["skipped (done)"] if skipped else []
+    try:
+        notes += fit_flags(json.loads((fold_dir / "profile.json").read_text()))
+    except (OSError, ValueError):
+        pass  # no profile (or an unreadable one): nothing to add
+    return "; ".join(notes)
 
 
 def run_config(args: argparse.Namespace):
@@ -501,7 +533,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", required=True, help="method folder, e.g. baselines/coxph or submissions/my-method")
     p.add_argument("--splits", default="own", help="split set: own (default), site, mcat, survpath")
     p.add_argument("--folds", help="comma-separated folds (default: all)")
-    p.add_argument("--seed", type=int, default=0, help="seed passed to the method (default 0)")
+    p.add_argument("--seed", type=seed_value, default=0, help="seed passed to the method (default 0)")
     p.add_argument("--device", default="auto", help="auto|cpu|cuda")
     p.add_argument("--out", default="runs", help="results store (default runs/)")
     p.add_argument("--data-root", help="TCGA data root (default $MMBENCH_DATA)")
@@ -530,7 +562,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bundles", default="bundles", help="where the bundle is written (default bundles/)")
     p.add_argument("--splits", default="own", help="split set: own (default), site, mcat, survpath")
     p.add_argument("--folds", help="comma-separated folds (default: all)")
-    p.add_argument("--seed", type=int, default=0, help="seed passed to the method (default 0)")
+    p.add_argument("--seed", type=seed_value, default=0, help="seed passed to the method (default 0)")
     p.add_argument("--device", default="auto", help="auto|cpu|cuda")
     p.add_argument("--out", default="runs", help="results store the run goes to (default runs/)")
     p.add_argument("--data-root", help="TCGA data root (default $MMBENCH_DATA)")

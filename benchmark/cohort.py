@@ -160,10 +160,15 @@ def validate_labels(name: str, patient_id: np.ndarray, time, event, *, time_name
     dup = pd.Index(patient_id).duplicated()
     if dup.any():
         raise DataError(f"{name}: duplicate patient '{patient_id[dup][0]}'")
-    time = pd.to_numeric(pd.Series(time), errors="coerce").to_numpy(dtype=np.float64)
+    raw_time = pd.Series(time).reset_index(drop=True)
+    time = pd.to_numeric(raw_time, errors="coerce").to_numpy(dtype=np.float64)
     bad = ~np.isfinite(time)
     if bad.any():
-        raise DataError(f"{name}: field '{time_name}' is missing or not finite for patient '{patient_id[bad][0]}'")
+        first = int(np.argmax(bad))
+        if isinstance(raw_time.iloc[first], str) and raw_time.iloc[first].strip():
+            raise DataError(f"{name}: field '{time_name}' is not a number ({raw_time.iloc[first]!r}) "
+                            f"for patient '{patient_id[first]}'")
+        raise DataError(f"{name}: field '{time_name}' is missing or not finite for patient '{patient_id[first]}'")
     neg = time < 0
     if neg.any():
         raise DataError(f"{name}: field '{time_name}' is negative ({time[neg][0]}) for patient '{patient_id[neg][0]}'")
@@ -172,6 +177,7 @@ def validate_labels(name: str, patient_id: np.ndarray, time, event, *, time_name
     bad = ~np.isin(event_f, (0.0, 1.0))
     if bad.any():
         first = int(np.argmax(bad))
-        shown = "an empty value" if pd.isna(raw_event.iloc[first]) else repr(raw_event.iloc[first])
+        value = raw_event.iloc[first]
+        shown = "an empty value" if pd.isna(value) else repr(value) if isinstance(value, str) else f"{value:g}"
         raise DataError(f"{name}: field '{event_name}' must be 0 or 1, got {shown} for patient '{patient_id[first]}'")
     return time, event_f.astype(np.int8)

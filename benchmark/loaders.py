@@ -380,6 +380,12 @@ def _read_csv(task: TaskSpec) -> tuple[pd.DataFrame, str]:
     if empty_id.any():
         raise DataError(f"{path}: column '{id_col}' (id_column) is empty in row {int(np.argmax(empty_id.to_numpy())) + 2} "
                         "(counting the header as row 1): every patient needs an id")
+    ids = frame[id_col].astype(str)
+    padded = ids != ids.str.strip()
+    if padded.any():  # 'P0004 ' and 'P0004' would be two patients
+        row = int(np.argmax(padded.to_numpy()))
+        raise DataError(f"{path}: column '{id_col}' (id_column) has spaces around patient {ids.iloc[row]!r} in row "
+                        f"{row + 2} (counting the header as row 1): remove them")
     if censor_col:
         censorship = pd.to_numeric(frame[censor_col], errors="coerce")
         bad = ~censorship.isin([0, 1])

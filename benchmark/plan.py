@@ -250,6 +250,8 @@ def build_plan(config, cohort: Cohort | None = None, *, load_data: bool = True) 
         except InputCheckError as exc:  # refused before any training; the audit lists every finding, not the first
             raise InputCheckError(f"{exc} {audit}") from None
     if cohort is not None:
+        if cohort.event is not None and not cohort.event.any():  # nothing to rank: every fold would fail in fit
+            raise InputCheckError(f"task '{task.name}': no patient has an event (all {cohort.n} censored) {audit}")
         if any(task.kinds[m] == "wsi" and m not in cohort.modalities for m in modalities):
             raise MethodError(
                 f"method '{spec.name}' needs modality 'wsi' but no patch features are prepared for task "

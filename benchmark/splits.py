@@ -149,7 +149,8 @@ def load_split_set(task: TaskSpec, name: str, data_root: Path | None = None) -> 
     if spec.file:
         path = task.path.parent / spec.file
         if not path.is_file():
-            raise DataError(f"split file {path} is missing")
+            hint = f"; write it with `mmbench tasks make-splits {task.name}`" if name == "own" else ""
+            raise DataError(f"split file {path} is missing{hint}")
         data = path.read_bytes()
         digest = sha256_bytes(data)
         _check_hash(spec, digest, path)

@@ -125,3 +125,13 @@ def test_a_one_fold_run_shows_no_spread_and_a_text_list_param_is_typed(tmp_path,
     assert re.search(r"^\s*0\s+25\s+7\s+0\.\d{3}", out, re.M)  # fold 0: 25 test patients, 7 events
     assert main([*args, "--param", "alphas=[1.0, 2.0]"]) == 0  # the same params: the same run, reused
     assert "skipped (done)" in capsys.readouterr().out
+
+
+def test_the_run_table_says_when_a_fold_stopped_at_its_first_epochs(tmp_path):
+    from benchmark.cli import fold_status
+
+    (tmp_path / "profile.json").write_text('{"best_epoch": 1, "train_cindex": 0.42}')
+    assert fold_status(tmp_path, skipped=True) == "skipped (done); stopped at epoch 1; train C 0.420 <= 0.5"
+    (tmp_path / "profile.json").write_text('{"best_epoch": 14, "train_cindex": 0.71}')
+    assert fold_status(tmp_path, skipped=False) == ""
+    assert fold_status(tmp_path / "absent", skipped=False) == ""

@@ -180,6 +180,32 @@ def test_csv_ids_stay_text_and_an_empty_id_is_refused(tmp_path, monkeypatch):
     frame.to_csv(tmp_path / "my_cohort.csv", index=False)
     with pytest.raises(DataError, match=r"column 'patient' \(id_column\) is empty in row 9"):
         load_cohort(load_task("my-cohort"), None)
+    frame.loc[7, "patient"] = "00001 "  # would be a second patient '00001'
+    frame.to_csv(tmp_path / "my_cohort.csv", index=False)
+    with pytest.raises(DataError, match=r"column 'patient' \(id_column\) has spaces around patient '00001 ' in row 9"):
+        load_cohort(load_task("my-cohort"), None)
+
+
+def test_run_refuses_a_cohort_without_events_and_a_missing_split_file_says_how_to_write_it(tmp_path, monkeypatch,
+                                                                                          capsys):
+    monkeypatch.setenv("MMBENCH_TASKS", str(tmp_path))
+    write_task(tmp_path)
+    args = ["run", "--task", "my-cohort", "--method", str(REPO / "baselines" / "coxph"), "--out", str(tmp_path / "runs")]
+    assert main(args) == 2
+    assert "write it with `mmbench tasks make-splits my-cohort`" in capsys.readouterr().err
+    assert main(["tasks", "make-splits", "my-cohort"]) == 0
+    frame = pd.read_csv(tmp_path / "my_cohort.csv")
+    frame["death"] = 0
+    frame.to_csv(tmp_path / "my_cohort.csv", index=False)
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no patient has an event (all 240 censored)" in err[0]
+    assert not (tmp_path / "runs").exists()
+    with pytest.raises(SystemExit) as exit_info:  # argparse's own exit for a bad option value
+        main([*args, "--seed", "-1"])
+    assert exit_info.value.code == 2 and "argument --seed: expects an integer >= 0, got -1" in capsys.readouterr().err
+    assert main([*args, "--folds", "0,0"]) == 2 and "names a fold twice" in capsys.readouterr().err
 
 
 def test_make_splits_refuses_a_cohort_with_too_few_events(tmp_path, monkeypatch, capsys):

@@ -271,3 +271,10 @@ def test_a_task_folder_that_does_not_exist_is_named(tmp_path, monkeypatch):
     monkeypatch.setenv("MMBENCH_TASKS", str(tmp_path / "my-taks"))
     with pytest.raises(TaskError, match=r"\$MMBENCH_TASKS names '.*my-taks', which is not a folder"):
         find_tasks()
+
+
+def test_a_time_written_as_text_and_a_numeric_event_are_shown_as_written():
+    with pytest.raises(DataError, match=r"field 'months' is not a number \('abc'\) for patient 'B'"):
+        validate_labels("cohort.csv", np.array(["A", "B"]), ["1.5", "abc"], [1, 0], time_name="months")
+    with pytest.raises(DataError, match=r"must be 0 or 1, got 2 for patient 'A'"):
+        validate_labels("cohort.csv", np.array(["A", "B"]), [1.5, 2.0], np.array([2, 0], dtype=np.int64))
