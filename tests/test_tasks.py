@@ -254,7 +254,13 @@ def test_a_patient_in_two_test_folds_is_a_structure_problem_run_refuses():
     ids = np.array(["A", "B", "C", "D"])
     table = pd.DataFrame({"patient_id": ["A", "B", "C", "D", "A", "B", "C", "D"], "fold": [0, 0, 0, 0, 1, 1, 1, 1],
                           "role": ["test", "train", "val", "train", "test", "val", "train", "train"]})
-    assert structure_problems(SplitSet("own", table, "x"), ids) == ["patient 'A' is in 2 test folds"]
+    assert structure_problems(SplitSet("own", table, "x"), ids) == ["patient 'A' is in 2 test folds",
+                                                                    "3 patients are in no test fold, e.g. 'B'"]
+    table.loc[table["fold"] == 1, "role"] = ["train", "test", "test", "test"]
+    assert structure_problems(SplitSet("own", table, "x"), ids) == []
+    # a patient added to the cohort after the split file was written would be left out unseen: refused
+    assert structure_problems(SplitSet("own", table, "x"), np.array([*ids, "PNEW"])) == [
+        "1 patients are in no test fold, e.g. 'PNEW'"]
     # published families (val is the test fold) are checked on train/val only
     assert structure_problems(SplitSet("mcat", table, "x", val_is_test=True), ids) == []
 
