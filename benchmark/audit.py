@@ -84,7 +84,9 @@ class AuditReport:
 
     @property
     def exit_code(self) -> int:
-        """0 clean (info only), 1 with an error or a warning."""
+        """0 clean (info only), 1 with an error or a warning, 2 when an input could not be read (check ``load``)."""
+        if any(f.check == "load" for f in self.findings):
+            return 2
         return 1 if any(f.severity != "info" for f in self.findings) else 0
 
     def table(self) -> str:
@@ -281,7 +283,8 @@ def _audit_events(task: TaskSpec, cohort: Cohort, report: AuditReport) -> None:
     med_cens = float(np.median(time[~event])) if (~event).any() else float("nan")
     report.add("info", "events", task.path.name,
                f"{cohort.n} patients, {int(event.sum())} events ({rate:.0%}); follow-up median {np.median(time):.3g} "
-               f"(events {med_event:.3g}, censored {med_cens:.3g}), max {time.max():.3g} {task.time_unit}")
+               f"(events {'none' if np.isnan(med_event) else f'{med_event:.3g}'}, "
+               f"censored {'none' if np.isnan(med_cens) else f'{med_cens:.3g}'}), max {time.max():.3g} {task.time_unit}")
     if rate > FLIPPED_EVENT_RATE and med_event > FLIPPED_FOLLOW_UP_RATIO * med_cens:
         report.add("warning", "events", task.path.name,
                    f"{rate:.0%} events, and the events were followed longer (median {med_event:.3g}) than the "

@@ -242,3 +242,17 @@ def test_editing_the_cohort_file_recomputes_the_folds_and_method_code_cannot_rea
     assert "skipped (done)" not in out  # the fold key holds the file's content: recomputed, not reused
     c_after = pd.read_json(next((tmp_path / "runs").rglob("metrics.json")), typ="series")["harrell_c"]
     assert c_after != pytest.approx(c_before, abs=1e-6)
+
+
+def test_audit_exits_2_on_an_unreadable_file_and_names_no_median_without_events(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MMBENCH_TASKS", str(tmp_path))
+    write_task(tmp_path)
+    frame = pd.read_csv(tmp_path / "my_cohort.csv")
+    frame["death"] = 0
+    frame.to_csv(tmp_path / "my_cohort.csv", index=False)
+    assert main(["audit", "--task", "my-cohort"]) == 1
+    out = capsys.readouterr().out
+    assert "240 patients, 0 events (0%)" in out and "(events none, censored" in out and "nan" not in out
+    (tmp_path / "my_cohort.csv").write_bytes(b"\xff\xfe\x00\x81garbage\x00\x9f")
+    assert main(["audit", "--task", "my-cohort"]) == 2  # an input that cannot be read, as the README says
+    assert "my_cohort.csv: cannot read" in capsys.readouterr().out
