@@ -66,6 +66,13 @@ def parse_folds(text: str | None) -> list[int] | None:
     return folds
 
 
+def existing_folder(text: str) -> str:
+    """``--data-root``: a folder that exists (a typo is an error even on a task that needs no data root)."""
+    if not Path(text).expanduser().is_dir():
+        raise argparse.ArgumentTypeError(f"'{text}' is not a folder")
+    return text
+
+
 def seed_value(text: str) -> int:
     """``--seed``: an integer >= 0 (the run id and every RNG take it)."""
     try:
@@ -536,7 +543,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=seed_value, default=0, help="seed passed to the method (default 0)")
     p.add_argument("--device", default="auto", help="auto|cpu|cuda")
     p.add_argument("--out", default="runs", help="results store (default runs/)")
-    p.add_argument("--data-root", help="TCGA data root (default $MMBENCH_DATA)")
+    p.add_argument("--data-root", type=existing_folder, help="TCGA data root (default $MMBENCH_DATA)")
     p.add_argument("--param", action="append", default=[], help="override a method param: key=value (repeatable)")
     p.add_argument("--features", help="encoder of the WSI patch features (<data-root>/features/<encoder>/; "
                    "default: the only one present)")
@@ -549,7 +556,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check a method folder (manifest, import, signatures, smoke fit/predict)")
     p.add_argument("path", help="method folder")
     p.add_argument("--task", default="geo-gse7390", help="task for the modality check and smoke run")
-    p.add_argument("--data-root", help="TCGA data root (default $MMBENCH_DATA)")
+    p.add_argument("--data-root", type=existing_folder, help="TCGA data root (default $MMBENCH_DATA)")
     p.add_argument("--labels-root", help="labels root of a private cohort (default $MMBENCH_LABELS)")
     p.add_argument("--time-limit", default="10m", help="limit of the smoke fold (default 10m)")
     p.add_argument("--memory-limit", default="16G", help="memory limit of the smoke fold (default 16G)")
@@ -565,7 +572,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=seed_value, default=0, help="seed passed to the method (default 0)")
     p.add_argument("--device", default="auto", help="auto|cpu|cuda")
     p.add_argument("--out", default="runs", help="results store the run goes to (default runs/)")
-    p.add_argument("--data-root", help="TCGA data root (default $MMBENCH_DATA)")
+    p.add_argument("--data-root", type=existing_folder, help="TCGA data root (default $MMBENCH_DATA)")
     p.add_argument("--param", action="append", default=[], help="override a method param: key=value (repeatable)")
     add_worker_arguments(p)
     p.set_defaults(func=cmd_submit)
@@ -581,13 +588,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", nargs="?", choices=["list", "show", "verify", "make-splits"],
                    help="list (default), show, verify or make-splits")
     p.add_argument("names", nargs="*", help="task names (verify: default all)")
-    p.add_argument("--data-root", help="TCGA data root (default $MMBENCH_DATA)")
+    p.add_argument("--data-root", type=existing_folder, help="TCGA data root (default $MMBENCH_DATA)")
     p.add_argument("--force", action="store_true", help="make-splits: rebuild a split file that is already pinned")
     p.set_defaults(func=cmd_tasks)
 
     p = sub.add_parser("audit", help="check a task's data without training (exit 0 clean, 1 findings, 2 unreadable)")
     p.add_argument("--task", required=True, help="task name (as in `mmbench tasks`)")
-    p.add_argument("--data-root", help="TCGA data root (default $MMBENCH_DATA)")
+    p.add_argument("--data-root", type=existing_folder, help="TCGA data root (default $MMBENCH_DATA)")
     p.add_argument("--features", help="encoder of the WSI patch features to check (<data-root>/features/<encoder>/)")
     p.add_argument("--labels-root", help="labels root of a private cohort (default $MMBENCH_LABELS)")
     p.set_defaults(func=cmd_audit)
@@ -634,7 +641,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("grid", help="grid file (TOML: tasks, methods, seeds, folds, split_set, [params])")
     p.add_argument("--out", default="runs", help="results store (default runs/)")
     p.add_argument("--device", default="auto", help="auto|cpu|cuda")
-    p.add_argument("--data-root", help="TCGA data root (default $MMBENCH_DATA)")
+    p.add_argument("--data-root", type=existing_folder, help="TCGA data root (default $MMBENCH_DATA)")
     p.add_argument("--in-process", action="store_true", help="run method code in the job process (no worker)")
     p.add_argument("--dry-run", action="store_true", help="list the cells and stop")
     add_executor_arguments(p, "local")
@@ -645,7 +652,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="results store (default: the config's out)")
     p.add_argument("--report", help="report folder (default: the config's report)")
     p.add_argument("--device", default="auto", help="auto|cpu|cuda")
-    p.add_argument("--data-root", help="TCGA data root (default $MMBENCH_DATA)")
+    p.add_argument("--data-root", type=existing_folder, help="TCGA data root (default $MMBENCH_DATA)")
     p.add_argument("--in-process", action="store_true", help="run method code in this process (debug)")
     p.add_argument("--per-gpu", type=int, default=0, help="cells per visible GPU at once, each seeing only its GPU "
                    "(CUDA_VISIBLE_DEVICES / Slurm gres); default one cell at a time")
@@ -659,7 +666,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--update", action="store_true", help="rerun and rewrite the reference (a deliberate change)")
     p.add_argument("--case", action="append", help="only this case, e.g. geo-gse7390/coxph (repeatable)")
     p.add_argument("--runs", help="results store for the reruns (default: a temporary folder)")
-    p.add_argument("--data-root", help="TCGA data root (default $MMBENCH_DATA)")
+    p.add_argument("--data-root", type=existing_folder, help="TCGA data root (default $MMBENCH_DATA)")
     p.set_defaults(func=cmd_regress)
 
     p = sub.add_parser("speedcheck", help="time hot paths against reference implementations in one process")

@@ -420,7 +420,12 @@ def test_audit_lists_every_finding_of_a_broken_cohort_and_exits_1(toy_wsi, capsy
 def test_audit_exits_2_on_unreadable_input(toy, tmp_path, capsys):
     from benchmark.cli import main
 
-    assert main(["audit", "--task", "toy", "--data-root", str(tmp_path / "nowhere")]) == 2
+    with pytest.raises(SystemExit) as exit_info:  # a --data-root that is not a folder: argparse's usage error
+        main(["audit", "--task", "toy", "--data-root", str(tmp_path / "nowhere")])
+    assert exit_info.value.code == 2 and "argument --data-root: " in capsys.readouterr().err
+    empty = tmp_path / "empty-root"
+    empty.mkdir()
+    assert main(["audit", "--task", "toy", "--data-root", str(empty)]) == 2  # a folder without the cohort file
     assert "mmbench: error:" in capsys.readouterr().err
 
 
