@@ -120,6 +120,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     for fold, m in sorted(result.fold_metrics.items()):
         rows.append([fold, m.get("n"), m.get("n_events"), *(m.get(metric.name) for metric in METRICS),
                      fold_status(result.run_dir / f"fold_{fold}", fold in result.skipped)])
+    for fold in sorted(result.failures):  # its reason follows the table (report_failures)
+        rows.append([fold, None, None, *(None for _ in METRICS), "failed"])
     last = 3 + len(METRICS)
     summary = ["mean ± sd", "", ""]
     for col in range(3, last):
@@ -127,7 +129,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         mean, sd = mean_sd(values) if any(v is not None for v in values) else (None, None)
         summary.append("n/a" if mean is None else f"{mean:.3f} ± {sd:.3f}")
     rows = [r[:3] + ["n/a" if v is None else f"{v:.3f}" for v in r[3:last]] + r[last:] for r in rows]
-    if len(rows) != 1:  # one fold has no spread to show (never "± 0.000")
+    if len(result.fold_metrics) > 1:  # one fold has no spread to show (never "± 0.000")
         rows.append(summary + [""])
     print(tabulate(rows, headers=["fold", "n", "events", *(metric.label for metric in METRICS), "status"]))
     print(f"results: {result.run_dir}")
@@ -703,6 +705,14 @@ def package_version() -> str:
         return "unknown"
 
 
+def one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Show a warning raised by mmbench as ``mmbench: warning: ...`` (one line); others as Python shows them."""
+    if category is UserWarning and str(filename).startswith(str(Path(__file__).resolve().parent)):
+        print(f"mmbench: warning: {message}", file=file or sys.stderr)
+    else:
+        print(warnings.formatwarning(message, category, filename, lineno, line), end="", file=file or sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``mmbench`` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
@@ -712,7 +722,9 @@ def main(argv: list[str] | None = None) -> int:
     for folder in remove_stale_worker_dirs():
         print(f"mmbench: removed {folder} (left by a run that died)", file=sys.stderr)
     try:
-        return args.func(args)
+        with warnings.catch_warnings():  # restored on return: main() may be called from a test or a notebook
+            warnings.showwarning = one_line_warning
+            return args.func(args)
     except MMBenchError as exc:
         print(f"mmbench: error: {exc}", file=sys.stderr)
         return 2

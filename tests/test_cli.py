@@ -135,3 +135,21 @@ def test_the_run_table_says_when_a_fold_stopped_at_its_first_epochs(tmp_path):
     (tmp_path / "profile.json").write_text('{"best_epoch": 14, "train_cindex": 0.71}')
     assert fold_status(tmp_path, skipped=False) == ""
     assert fold_status(tmp_path / "absent", skipped=False) == ""
+
+
+def test_a_failed_fold_has_a_row_and_mmbench_warnings_are_one_line(tmp_path, capsys):
+    import warnings
+
+    from benchmark.cli import one_line_warning
+
+    methods = Path(__file__).resolve().parent / "methods"
+    assert main(["run", "--task", "geo-gse1992", "--method", str(methods / "hostile-raise"), "--folds", "0",
+                 "--out", str(tmp_path), "--quiet"]) == 1
+    captured = capsys.readouterr()
+    assert re.search(r"^\s*0\s.*\sfailed\s*$", captured.out, re.M) and "fold 0 failed" in captured.err
+    one_line_warning(UserWarning("no data root: TCGA runs left out"), UserWarning,
+                     str(Path(__file__).resolve().parents[1] / "benchmark" / "leaderboard.py"), 120)
+    assert capsys.readouterr().err == "mmbench: warning: no data root: TCGA runs left out\n"
+    one_line_warning(UserWarning("from elsewhere"), UserWarning, "/site-packages/x.py", 3)
+    assert "x.py:3: UserWarning: from elsewhere" in capsys.readouterr().err
+    assert warnings.showwarning is not one_line_warning  # main() restored Python's own on return
