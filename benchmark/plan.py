@@ -227,12 +227,13 @@ def build_plan(config, cohort: Cohort | None = None, *, load_data: bool = True) 
     task = load_task(config.task)
     spec = load_spec(config.method)
     _refuse_unknown_manifest_fields(spec.path / "method.toml")
+    settings = transfer_settings(resolve_params(spec, dict(config.params))[0])
+    if settings.pretrains and lacks_pretraining_hooks(spec):  # named before "no param 'pretrain_strategy'"
+        raise MethodError(f"method '{spec.name}' has no pretrain method: pretrain_strategy "
+                          f"'{settings.strategy}' needs a method with pretraining hooks (e.g. baselines/early-fusion)")
     given = check_params(spec.declared_params(), dict(config.params), spec.name, spec.path / "method.toml")
     params, override = resolve_params(spec, given)  # the method gets the declared types (alphas=1,2 -> [1.0, 2.0])
     settings = transfer_settings(params)
-    if settings.pretrains and lacks_pretraining_hooks(spec):
-        raise MethodError(f"method '{spec.name}' has no pretrain method: pretrain_strategy "
-                          f"'{settings.strategy}' needs a method with pretraining hooks (e.g. baselines/early-fusion)")
     if settings.pretrains and settings.strategy == "supervised-pancancer":  # impossible corpora, found per fold before
         if settings.corpus == "same-cohort":
             raise MethodError("pretrain_strategy supervised-pancancer pretrains on other cohorts: "
