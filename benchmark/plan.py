@@ -36,8 +36,8 @@ from benchmark.profiling import KEYED_PACKAGES, code_versions, engine_hash
 from benchmark.splits import SplitSet, load_split_set, structure_problems
 from benchmark.task import TaskSpec, load_task
 
-__all__ = ["RunPlan", "build_plan", "data_fingerprint", "key_of", "engine_hash", "code_versions", "KEYED_PACKAGES", "resolve_device",
-           "task_file_hash", "run_id_for"]
+__all__ = ["RunPlan", "build_plan", "data_fingerprint", "key_of", "engine_hash", "code_versions", "KEYED_PACKAGES",
+           "resolve_device", "task_file_hash", "run_id_for"]
 
 
 
@@ -170,6 +170,11 @@ def data_fingerprint(files: list[Path], cohort: Cohort | None, pooled: list[Path
     str
         sha256 hex; "" when there is nothing to fingerprint (a package-shipped cohort without bags: the
         key's package versions pin it).
+
+    Raises
+    ------
+    DataError
+        A patch-feature file of the cohort has gone (moved or deleted since the cohort was loaded).
     """
     digest = hashlib.sha256()
     for path in [*files, *pooled]:
@@ -178,7 +183,10 @@ def data_fingerprint(files: list[Path], cohort: Cohort | None, pooled: list[Path
         for name in cohort.modality_names(["wsi"]):
             for files_of_patient in cohort.modalities[name].paths:
                 for path in files_of_patient:
-                    info = Path(path).stat()
+                    try:
+                        info = Path(path).stat()
+                    except OSError as exc:
+                        raise DataError(f"{path}: patch-feature file cannot be read ({exc.strerror})") from None
                     digest.update(f"{Path(path).name}:{info.st_size}:{info.st_mtime_ns}\n".encode())
     empty = not files and not pooled and (cohort is None or not cohort.modality_names(["wsi"]))
     return "" if empty else digest.hexdigest()
