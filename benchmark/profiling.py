@@ -134,7 +134,12 @@ def package_versions() -> dict[str, str]:
     """Versions of Python and the packages results depend on."""
     names = ["mmbench", "numpy", "pandas", "scipy", "scikit-learn", "scikit-survival", "torch", "pycox",
              "torchtuples", "SurvSet", "pyarrow"]
-    versions = {"python": platform.python_version()}
+    return {"python": platform.python_version(), **installed_versions(names)}
+
+
+def installed_versions(names) -> dict[str, str]:
+    """Installed version of each distribution in ``names`` (``absent`` when not installed)."""
+    versions = {}
     for name in names:
         try:
             versions[name] = metadata.version(name)
@@ -191,10 +196,4 @@ def engine_hash(package: Path = PACKAGE) -> str:
 
 def code_versions() -> dict[str, str]:
     """Installed versions of :data:`KEYED_PACKAGES` (``absent`` when not installed)."""
-    versions = {}
-    for name in KEYED_PACKAGES:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = "absent"
-    return versions
+    return installed_versions(KEYED_PACKAGES)
